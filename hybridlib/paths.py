@@ -1,0 +1,62 @@
+"""Where things live: the benchmark data directory, the user cache, atomic writes.
+
+The data directory is found in this order: an explicit argument, the
+``HYBRIDLIB_DATA_DIR`` environment variable, then ``../shared/data`` beside the
+repository (development and CI). When none exists, loaders download the
+official files into ``cache_dir() / "data"``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """The user cache (``HYBRIDLIB_CACHE``, else ``$XDG_CACHE_HOME/hybridlib``, else ``~/.cache/hybridlib``)."""
+    if os.environ.get("HYBRIDLIB_CACHE"):
+        return Path(os.environ["HYBRIDLIB_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hybridlib"
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The benchmark data directory, or None when only a download can provide the data.
+
+    An explicitly given directory (argument or environment variable) must exist:
+    a typo there is an error, not a silent download.
+    """
+    for source, value in (("argument data_dir", data_dir), ("HYBRIDLIB_DATA_DIR", os.environ.get("HYBRIDLIB_DATA_DIR"))):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise FileNotFoundError(f"data directory {path} (from {source}) does not exist")
+            return path
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return shared if shared.is_dir() else None
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename,
+    so a reader never sees a half-written file. Errors name the path."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(NameError, OSError):
+            os.unlink(tmp)
+        raise OSError(e.errno, f"could not write {path}: {e.strerror}") from e
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))

