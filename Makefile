@@ -28,7 +28,7 @@ book: $(STAMP)
 	@echo "The book: file://$(CURDIR)/_build/html/intro.html"
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadscope $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadscope --nbval-lax tests notebooks/01_data.ipynb $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
