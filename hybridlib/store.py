@@ -5,7 +5,13 @@ import io
 import json
 from pathlib import Path
 
+import hashlib
+import subprocess
+
 import pandas as pd
+
+from . import __version__
+from .data import SOURCES, data_file
 
 from .paths import atomic_write_bytes, atomic_write_text
 
@@ -29,3 +35,34 @@ def write_json(obj, path: str | Path) -> Path:
 
 def read_json(path: str | Path):
     return json.loads(Path(path).read_text())
+
+
+def code_version() -> str:
+    """The git commit of the checkout (with ``+dirty`` when it has changes), else the package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if head.returncode == 0:
+            return head.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
+    return __version__
+
+
+def data_checksums(datasets, data_dir=None) -> dict[str, str]:
+    """SHA-256 (first 16 hex digits) of every benchmark file of ``datasets``, by path relative to the data dir."""
+    out = {}
+    for name in datasets:
+        for lang in SOURCES[name].languages:
+            path = data_file(name, lang, data_dir)
+            out[SOURCES[name].relpath(lang)] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return out
+
+
+def provenance(encoder, profile, seed, datasets, data_dir=None) -> dict:
+    """What a results file needs to be traced back: code, model and its weights, data, profile, seed."""
+    import dataclasses
+    return {"code_version": code_version(), "model": encoder.name, "weights_sha256": encoder.weights_hash(),
+            "data_sha256": data_checksums(datasets, data_dir), "profile": dataclasses.asdict(profile), "seed": seed}

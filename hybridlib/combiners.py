@@ -1,0 +1,200 @@
+"""Gradient combiners: T per-objective gradients (T x P) -> one update and the weights it used.
+
+Every method here acts on the Gram matrix G = g g^T (T x T) and returns weights w with
+update = w @ g: the projections of PCGrad and GradVac are tracked as coefficient vectors over the
+original gradients, so no projected copy of a P-sized gradient is ever made.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+COMBINERS: dict[str, type["Combiner"]] = {}
+EPS = 1e-12
+
+
+def register(name: str):
+    def deco(cls):
+        COMBINERS[name] = cls
+        cls.name = name
+        return cls
+    return deco
+
+
+class Combiner:
+    """Base class: subclasses implement ``weights(gram)``."""
+    name = "base"
+
+    def weights(self, gram: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``grads`` (T, P) -> (update (P,), weights (T,)) with update = weights @ grads."""
+        gram = (grads @ grads.T).double()
+        w = self.weights(gram).to(grads.dtype)
+        return w @ grads, w
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@register("sum")
+class Sum(Combiner):
+    """A fixed weighted sum (default: the plain sum)."""
+
+    def __init__(self, weights=None):
+        self.w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+
+    def weights(self, gram):
+        return torch.ones(len(gram), dtype=torch.float64) if self.w is None else self.w.clone()
+
+
+@register("pcgrad")
+class PCGrad(Combiner):
+    """PCGrad (Yu et al. 2020, "Gradient Surgery for Multi-Task Learning"): each g_i, against every other
+    original g_j in random order, drops its component along g_j when g_i . g_j < 0; the update is the sum."""
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def weights(self, gram):
+        return self.coefficients(gram).sum(0)
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        """C (T x T): projected g_i = C[i] @ g."""
+        T = len(gram)
+        C = torch.eye(T, dtype=torch.float64)
+        for i in range(T):
+            for j in torch.randperm(T, generator=self.generator).tolist():
+                if j == i:
+                    continue
+                dot = C[i] @ gram[:, j]
+                if dot < 0 and gram[j, j] > EPS:
+                    C[i, j] -= dot / gram[j, j]
+        return C
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+
+
+@register("gradvac")
+class GradVac(Combiner):
+    """Gradient Vaccine (Wang et al. 2021): for each pair (i, j) with an EMA target cosine phi_hat
+    (start 0, rate ``beta``), when cos(g_i, g_j) = phi < phi_hat, add
+    ||g_i|| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (||g_j|| sqrt(1 - phi_hat^2)) * g_j to g_i,
+    then phi_hat <- (1 - beta) phi_hat + beta phi. The update is the sum."""
+
+    def __init__(self, beta: float = 0.01, seed: int = 0):
+        if not 0 < beta <= 1:
+            raise ValueError(f"gradvac beta must be in (0, 1], got {beta}")
+        self.beta, self.target, self.generator = beta, None, torch.Generator().manual_seed(seed)
+
+    def weights(self, gram):
+        return self.coefficients(gram).sum(0)
+
+    def coefficients(self, gram: torch.Tensor) -> torch.Tensor:
+        """C (T x T): adjusted g_i = C[i] @ g; updates the EMA targets."""
+        T = len(gram)
+        if self.target is None:
+            self.target = torch.zeros(T, T, dtype=torch.float64)
+        C = torch.eye(T, dtype=torch.float64)
+        for i in range(T):
+            for j in torch.randperm(T, generator=self.generator).tolist():
+                if j == i:
+                    continue
+                norm_i = (C[i] @ gram @ C[i]).clamp(min=0).sqrt()
+                norm_j = gram[j, j].clamp(min=0).sqrt()
+                if norm_i < EPS or norm_j < EPS:
+                    continue
+                phi = ((C[i] @ gram[:, j]) / (norm_i * norm_j)).clamp(-1, 1)
+                hat = self.target[i, j]
+                if phi < hat:
+                    C[i, j] += norm_i * (hat * (1 - phi ** 2).sqrt() - phi * (1 - hat ** 2).sqrt()) / (
+                        norm_j * (1 - hat ** 2).clamp(min=EPS).sqrt())
+                self.target[i, j] = (1 - self.beta) * hat + self.beta * phi
+        return C
+
+    def state_dict(self):
+        return {"target": self.target, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.target = state["target"]
+        self.generator.set_state(state["generator"])
+
+
+@register("cagrad")
+class CAGrad(Combiner):
+    """Conflict-Averse Gradient descent (Liu et al. 2021): with g0 the average gradient and
+    w* = argmin over the simplex of g_w . g0 + c ||g0|| ||g_w||, the update is
+    (g0 + c ||g0|| / ||g_w*|| g_w*) / (1 + c^2), as the authors' code rescales it."""
+
+    def __init__(self, c: float = 0.5):
+        if c < 0:
+            raise ValueError(f"cagrad c must be >= 0, got {c}")
+        self.c = c
+
+    def weights(self, gram):
+        T = len(gram)
+        A = gram.numpy()
+        b = np.full(T, 1 / T)
+        g0_norm = math.sqrt(max(b @ A @ b, 0.0))
+        scale = self.c * g0_norm
+        objective = lambda x: x @ A @ b + scale * math.sqrt(max(x @ A @ x, 0.0) + EPS)  # noqa: E731
+        if T == 2:  # a convex function of one variable: golden-section search on [0, 1]
+            lo, hi = 0.0, 1.0
+            f = lambda t: objective(np.array([t, 1 - t]))  # noqa: E731
+            for _ in range(100):
+                m1, m2 = lo + (hi - lo) * 0.381966, hi - (hi - lo) * 0.381966
+                lo, hi = (lo, m2) if f(m1) <= f(m2) else (m1, hi)
+            x = np.array([(lo + hi) / 2, 1 - (lo + hi) / 2])
+        else:
+            from scipy.optimize import minimize
+            x = minimize(objective, b, bounds=[(0, 1)] * T, constraints={"type": "eq", "fun": lambda x: 1 - x.sum()}).x
+        gw_norm = math.sqrt(max(x @ A @ x, 0.0))
+        lam = scale / (gw_norm + 1e-8)
+        return torch.as_tensor((b + lam * x) / (1 + self.c ** 2), dtype=torch.float64)
+
+
+@register("mgda")
+class MGDA(Combiner):
+    """MGDA (Sener and Koltun 2018): the min-norm point of the convex hull of the gradients. Two objectives
+    have the closed form gamma = clip((g2 - g1) . g2 / ||g1 - g2||^2, 0, 1), d = gamma g1 + (1 - gamma) g2;
+    more use Frank-Wolfe on the Gram matrix."""
+
+    def __init__(self, iterations: int = 250):
+        self.iterations = iterations
+
+    def weights(self, gram):
+        T = len(gram)
+        if T == 2:
+            diff = gram[0, 0] - 2 * gram[0, 1] + gram[1, 1]
+            gamma = 0.5 if diff < EPS else float(((gram[1, 1] - gram[0, 1]) / diff).clamp(0, 1))
+            return torch.tensor([gamma, 1 - gamma], dtype=torch.float64)
+        w = torch.full((T,), 1 / T, dtype=torch.float64)
+        for _ in range(self.iterations):
+            t = int(torch.argmin(gram @ w))
+            e = torch.zeros(T, dtype=torch.float64)
+            e[t] = 1
+            d = e - w
+            denom = d @ gram @ d
+            if denom < EPS:
+                break
+            step = float((-(w @ gram @ d) / denom).clamp(0, 1))
+            if step < 1e-10:
+                break
+            w = w + step * d
+        return w
+
+
+def make_combiner(name: str, **kwargs) -> Combiner:
+    if name not in COMBINERS:
+        raise ValueError(f"unknown combiner {name!r}; valid: {', '.join(COMBINERS)}")
+    return COMBINERS[name](**kwargs)

@@ -1,0 +1,139 @@
+"""Evaluate an encoder on a collection: encode once, rank exactly, score every view, summarise with intervals.
+
+``evaluate`` returns one row per (view, query) with every metric; ``summarize`` turns that into the tidy
+results table (collection, setting, query language, pool language, metric, value, 95% interval), with
+``all`` rows that macro-average over the views of a setting.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import bias, metrics, retrieval
+from .evalsets import SETTINGS, Collection
+from .paths import atomic_write_bytes, cache_dir
+from .stats import bootstrap_ci
+
+log = logging.getLogger(__name__)
+
+COLLECTION_SETTINGS = {"xquad-r": SETTINGS, "mlqa-r": SETTINGS, "tydi": ("mono", "multi")}
+
+
+def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = None):
+    """The encoder to evaluate for a run: its trained model in ``run_dir/model``, or ``model`` itself
+    (the initial weights) for the zero-shot baseline."""
+    from pathlib import Path
+
+    from .encoders import load_encoder
+    saved = Path(run_dir) / "model"
+    if saved.is_dir():
+        return load_encoder(str(saved))
+    if strategy != "zero-shot":
+        raise FileNotFoundError(f"{saved}: run directory without a model for strategy {strategy!r}; "
+                                "train it first (notebook 02)")
+    return load_encoder(model, num_layers=num_layers)
+
+
+def subset(coll: Collection, max_queries_per_language: int | None, distractors: int = 10, seed: int = 0) -> Collection:
+    """A smaller collection for quick runs: the queries of the first ``max_queries_per_language`` groups per
+    language, their relevant items, and ``distractors`` times as many other pool items drawn at random."""
+    if max_queries_per_language is None:
+        return coll
+    q = coll.queries
+    keep_q = np.flatnonzero(q.groupby("lang").cumcount().to_numpy() < max_queries_per_language)
+    rel = coll.qrels[coll.qrels["query"].isin(keep_q)]
+    rng = np.random.default_rng(seed)
+    others = np.setdiff1d(np.arange(len(coll.pool)), rel["item"].unique())
+    extra = rng.choice(others, size=min(len(others), distractors * rel["item"].nunique()), replace=False)
+    keep_p = np.union1d(rel["item"].unique(), extra)
+    qmap = pd.Series(np.arange(len(keep_q)), index=keep_q)
+    pmap = pd.Series(np.arange(len(keep_p)), index=keep_p)
+    return Collection(coll.name, q.iloc[keep_q].reset_index(drop=True), coll.pool.iloc[keep_p].reset_index(drop=True),
+                      pd.DataFrame({"query": qmap[rel["query"]].to_numpy(), "item": pmap[rel["item"]].to_numpy()}))
+
+
+def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_size: int, cache: bool = True,
+                  progress: bool | str = False) -> np.ndarray:
+    """Embeddings of ``texts``, cached on disk by (encoder weights, kind, max length, texts)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x00")
+    key = f"{encoder.weights_hash()}-{kind}-{max_length}-{h.hexdigest()[:16]}"
+    path = cache_dir() / "embeddings" / f"{key}.npy"
+    if cache and path.is_file():
+        return np.load(path)
+    emb = encoder.encode(texts, kind, batch_size=batch_size, max_length=max_length, progress=progress)
+    if cache:
+        buf = io.BytesIO()
+        np.save(buf, emb)
+        atomic_write_bytes(path, buf.getvalue())
+    return emb
+
+
+def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 64, max_passage_length: int = 128,
+             batch_size: int = 128, cache: bool = True, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Per-query metrics of every view of ``coll`` and timing figures (encoding throughput, wall time)."""
+    settings = settings or COLLECTION_SETTINGS.get(coll.name, SETTINGS)
+    t0 = time.perf_counter()
+    P = encode_cached(encoder, coll.pool["text"].tolist(), "passage", max_passage_length, batch_size, cache,
+                      progress and f"{coll.name} pool")
+    t1 = time.perf_counter()
+    Q = encode_cached(encoder, coll.queries["text"].tolist(), "query", max_query_length, batch_size, cache,
+                      progress and f"{coll.name} queries")
+    t2 = time.perf_counter()
+    if Q.shape[1] != P.shape[1]:
+        raise ValueError(f"{coll.name}: query embeddings have dimension {Q.shape[1]}, pool {P.shape[1]}")
+    qlang, plang = coll.queries["lang"].to_numpy(), coll.pool["lang"].to_numpy()
+    frames = []
+    for setting in settings:
+        for x, y, queries, items in coll.views(setting):
+            rel = coll.relevance(queries, items)
+            ranks = metrics.pad_ranks(retrieval.relevant_ranks(Q[queries], P[items], rel))
+            row = {"collection": coll.name, "setting": setting, "qlang": x, "plang": y, "query": queries,
+                   "group": coll.queries["group"].to_numpy()[queries], **metrics.all_metrics(ranks),
+                   "first_rank": np.nanmin(ranks, 1)}
+            if setting == "multi":
+                if ranks.shape[1] > 1:
+                    row["rank_distance"] = metrics.rank_distance(ranks)
+                top = retrieval.search(Q[queries], P[items], k=10)
+                row["own_language@10"] = bias.own_language_share(qlang[queries], top, plang[items])
+            frames.append(pd.DataFrame(row))
+    t3 = time.perf_counter()
+    timing = {"pool": len(P), "queries": len(Q), "encode_pool_s": t1 - t0, "encode_queries_s": t2 - t1,
+              "score_s": t3 - t2}
+    return pd.concat(frames, ignore_index=True), timing
+
+
+VALUE_COLUMNS = [*metrics.METRICS, "rank_distance", "own_language@10"]
+
+
+def summarize(per_query: pd.DataFrame, n_boot: int = 1000, seed: int = 0, **meta) -> pd.DataFrame:
+    """Tidy results: one row per (collection, setting, qlang, plang, metric) with the mean and its 95%
+    bootstrap interval over query groups, plus ``qlang = plang = "all"`` rows macro-averaged over views."""
+    rows = []
+    for (coll, setting), d in per_query.groupby(["collection", "setting"], sort=False):
+        views = d.groupby(["qlang", "plang"], sort=False)
+        n_views = views.ngroups
+        weight = 1.0 / (n_views * views["query"].transform("size").to_numpy())
+        for metric in [m for m in VALUE_COLUMNS if m in d and d[m].notna().any()]:
+            ok = d[metric].notna().to_numpy()
+            value, lo, hi = bootstrap_ci(d[metric].to_numpy()[ok], d["group"].to_numpy()[ok], weight[ok], n_boot, seed=seed)
+            rows.append((coll, setting, "all", "all", metric, value, lo, hi, int(ok.sum())))
+            if setting == "cross" and metric not in ("map",):
+                continue  # 110 cross-lingual views: keep the per-view table to mAP
+            for (x, y), v in views:
+                vals = v[metric].to_numpy()
+                if np.isnan(vals).all():
+                    continue
+                value, lo, hi = bootstrap_ci(vals, v["group"].to_numpy(), None, n_boot, seed=seed)
+                rows.append((coll, setting, x, y, metric, value, lo, hi, len(vals)))
+    out = pd.DataFrame(rows, columns=["collection", "setting", "qlang", "plang", "metric", "value", "lo", "hi", "n"])
+    for k, v in reversed(meta.items()):
+        out.insert(0, k, v)
+    return out

@@ -1,0 +1,60 @@
+"""Retrieval: exact ranks of relevant items (blockwise, never a queries x pool matrix in memory) and top-k
+lists with FAISS (exact inner product by default; HNSW or IVF for large pools, on the GPU when available)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _check(queries: np.ndarray, pool: np.ndarray) -> None:
+    if queries.ndim != 2 or pool.ndim != 2 or queries.shape[1] != pool.shape[1]:
+        raise ValueError(f"embedding dimensions differ: queries {queries.shape}, pool {pool.shape}")
+    if len(pool) == 0:
+        raise ValueError("empty pool")
+
+
+def relevant_ranks(queries: np.ndarray, pool: np.ndarray, relevant: list[np.ndarray], block: int = 256) -> list[np.ndarray]:
+    """1-based rank, in the ranking of the whole ``pool`` by inner product, of each query's relevant items.
+
+    Ties are broken by pool position (as a stable sort by descending score would). Memory is one
+    (block x pool) score matrix at a time."""
+    _check(queries, pool)
+    P = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32))
+    out = []
+    for start in range(0, len(queries), block):
+        S = torch.from_numpy(np.ascontiguousarray(queries[start:start + block], dtype=np.float32)) @ P.T
+        for i, rel in enumerate(relevant[start:start + block]):
+            rel_t = torch.as_tensor(rel, dtype=torch.long)
+            s = S[i]
+            target = s[rel_t]
+            higher = (s[None, :] > target[:, None]).sum(1)
+            tied_before = ((s[None, :] == target[:, None]) & (torch.arange(len(s))[None, :] < rel_t[:, None])).sum(1)
+            out.append((higher + tied_before + 1).numpy())
+    return out
+
+
+def search(queries: np.ndarray, pool: np.ndarray, k: int = 10, index: str = "flat", gpu: bool = False) -> np.ndarray:
+    """Top-``k`` pool positions (Q, k) per query by inner product with FAISS.
+
+    ``index``: ``flat`` (exact), ``hnsw`` (HNSW32, approximate) or ``ivf`` (IVF with sqrt(N) lists, nprobe 16)."""
+    import faiss
+
+    _check(queries, pool)
+    pool = np.ascontiguousarray(pool, dtype=np.float32)
+    d = pool.shape[1]
+    if index == "flat":
+        ix = faiss.IndexFlatIP(d)
+    elif index == "hnsw":
+        ix = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+    elif index == "ivf":
+        nlist = max(1, int(np.sqrt(len(pool))))
+        ix = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ix.train(pool)
+        ix.nprobe = min(16, nlist)
+    else:
+        raise ValueError(f"unknown index {index!r}; valid: flat, hnsw, ivf")
+    if gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        ix = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, ix)
+    ix.add(pool)
+    _, top = ix.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(pool)))
+    return top
