@@ -13,8 +13,25 @@ def main(argv=None) -> int:
     r.add_argument("--profile", default="cpu", help="smoke | cpu | paper, or a YAML file (default: cpu)")
     r.add_argument("--runs-dir", default=None, help="results directory (default: runs/ in the repository)")
     r.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    t = sub.add_parser("train", help="train one run (works under torchrun --nproc_per_node=N)")
+    t.add_argument("--profile", default="cpu")
+    t.add_argument("--strategy", required=True, help="xx | xy | ml | hybrid(alpha) | sum | pcgrad | gradvac | cagrad | mgda")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", required=True, help="notebook 01's output directory (train_pairs.parquet)")
+    t.add_argument("--run-dir", required=True)
+    t.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "train":
+        import yaml
+
+        from .config import load_profile, override
+        from .trainer import train_run
+        changes = dict(kv.split("=", 1) for kv in args.set)
+        profile = override(load_profile(args.profile), **{k: yaml.safe_load(v) for k, v in changes.items()})
+        summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
+        print({k: v for k, v in summary.items() if k != "config"})
+        return 0
     from .pipeline import run
     status = run(args.profile, args.runs_dir, args.dry_run)
     for name, s in status.items():

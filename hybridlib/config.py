@@ -30,13 +30,21 @@ class Profile:
     budget_pairs: int = 4096
     max_query_length: int = 64
     max_passage_length: int = 128
+    lr: float = 3e-5
+    temperature: float = 0.05
+    freeze_embeddings: bool = True
+    dropout: float | None = None
+    bf16: bool = True  # bfloat16 autocast where the hardware makes it fast (CUDA, CPU with AMX)
+    checkpoint_every: int = 50
+    probe_every: int = 10
     eval_collections: tuple[str, ...] = ("xquad-r", "mlqa-r", "tydi")
     eval_max_queries_per_language: int | None = None  # None = every query
     encode_batch_size: int = 128
 
     def __post_init__(self):
         check_range(self, "heldout_fraction", 0, 0.9)
-        for f in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "encode_batch_size"):
+        for f in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "encode_batch_size",
+                  "checkpoint_every"):
             check_range(self, f, 1, None)
         if self.num_layers is not None:
             check_range(self, "num_layers", 1, 48)

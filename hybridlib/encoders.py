@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .paths import atomic_write_text, cache_dir
 
@@ -50,6 +50,16 @@ HUB = {  # known hub models and how their authors pool them; other hub ids get m
 }
 
 
+def bf16_available(device: torch.device) -> bool:
+    """Whether bfloat16 autocast is fast here: a CUDA GPU that supports it, or a CPU with AMX tiles."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 class ModelNotAvailable(RuntimeError):
     """A model that cannot be loaded here (unknown name, or a hub model while offline)."""
 
@@ -64,6 +74,15 @@ class Encoder(nn.Module):
     def __init__(self, name: str, model: nn.Module, tokenizer, spec: ModelSpec):
         super().__init__()
         self.name, self.model, self.tokenizer, self.spec = name, model, tokenizer, spec
+        self.bf16 = False  # autocast matrix products to bfloat16 where the hardware makes that fast
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 and bf16_available(self.device) else "fp32"
+
+    def autocast(self):
+        """bfloat16 autocast (fp32 accumulation) when ``bf16`` is on and the device has fast bf16, else a no-op."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @property
     def dim(self) -> int:
@@ -116,7 +135,8 @@ class Encoder(nn.Module):
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            with self.autocast():
+                emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             out[idx] = emb.cpu().numpy()
             bar.update(len(idx))
         bar.close()
@@ -137,6 +157,7 @@ class Encoder(nn.Module):
         Written to a temporary sibling and renamed, so an interrupted save leaves no half model.
         """
         path = Path(path)
+        _quiet_transformers()
         tmp = path.with_name(f".{path.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
@@ -163,9 +184,16 @@ class Encoder(nn.Module):
         return path
 
 
+def _quiet_transformers() -> None:
+    """No per-load progress bars: they fill notebooks and logs with hundreds of lines."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+
+
 def _load_dir(path: Path, name: str | None = None, spec: ModelSpec | None = None) -> Encoder:
     from transformers import AutoModel, AutoTokenizer
 
+    _quiet_transformers()
     meta = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else {}
     spec = spec or ModelSpec(**{k: v for k, v in meta.items() if k != "name"})
     model = AutoModel.from_pretrained(path, add_pooling_layer=spec.pooling == "pooler").eval()
@@ -201,6 +229,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _hub(name: str) -> Encoder:
     from transformers import AutoModel, AutoTokenizer
 
+    _quiet_transformers()
     spec = HUB.get(name, ModelSpec())
     kwargs = {"add_pooling_layer": spec.pooling == "pooler"}
     try:  # the local Hugging Face cache first: no network needed when the model was downloaded before

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 COLLECTION_SETTINGS = {"xquad-r": SETTINGS, "mlqa-r": SETTINGS, "tydi": ("mono", "multi")}
 
 
-def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = None):
+def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = None, bf16: bool = False):
     """The encoder to evaluate for a run: its trained model in ``run_dir/model``, or ``model`` itself
     (the initial weights) for the zero-shot baseline."""
     from pathlib import Path
@@ -32,11 +32,14 @@ def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = Non
     from .encoders import load_encoder
     saved = Path(run_dir) / "model"
     if saved.is_dir():
-        return load_encoder(str(saved))
-    if strategy != "zero-shot":
+        encoder = load_encoder(str(saved))
+    elif strategy != "zero-shot":
         raise FileNotFoundError(f"{saved}: run directory without a model for strategy {strategy!r}; "
                                 "train it first (notebook 02)")
-    return load_encoder(model, num_layers=num_layers)
+    else:
+        encoder = load_encoder(model, num_layers=num_layers)
+    encoder.bf16 = bf16
+    return encoder
 
 
 def subset(coll: Collection, max_queries_per_language: int | None, distractors: int = 10, seed: int = 0) -> Collection:
@@ -64,7 +67,7 @@ def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_s
     for t in texts:
         h.update(t.encode())
         h.update(b"\x00")
-    key = f"{encoder.weights_hash()}-{kind}-{max_length}-{h.hexdigest()[:16]}"
+    key = f"{encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
     path = cache_dir() / "embeddings" / f"{key}.npy"
     if cache and path.is_file():
         return np.load(path)
@@ -77,8 +80,9 @@ def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_s
 
 
 def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 64, max_passage_length: int = 128,
-             batch_size: int = 128, cache: bool = True, progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Per-query metrics of every view of ``coll`` and timing figures (encoding throughput, wall time)."""
+             batch_size: int = 128, cache: bool = True, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Per-query metrics of every view of ``coll``; the language-preference table of its multilingual views
+    (collection, qlang, retrieved language, share of the top 10); timing figures."""
     settings = settings or COLLECTION_SETTINGS.get(coll.name, SETTINGS)
     t0 = time.perf_counter()
     P = encode_cached(encoder, coll.pool["text"].tolist(), "passage", max_passage_length, batch_size, cache,
@@ -90,7 +94,7 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
     if Q.shape[1] != P.shape[1]:
         raise ValueError(f"{coll.name}: query embeddings have dimension {Q.shape[1]}, pool {P.shape[1]}")
     qlang, plang = coll.queries["lang"].to_numpy(), coll.pool["lang"].to_numpy()
-    frames = []
+    frames, preference = [], []
     for setting in settings:
         for x, y, queries, items in coll.views(setting):
             rel = coll.relevance(queries, items)
@@ -103,11 +107,15 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
                     row["rank_distance"] = metrics.rank_distance(ranks)
                 top = retrieval.search(Q[queries], P[items], k=10)
                 row["own_language@10"] = bias.own_language_share(qlang[queries], top, plang[items])
+                pref = bias.language_preference(qlang[queries], top, plang[items])
+                preference.append(pref.stack().rename("share").reset_index().assign(collection=coll.name))
             frames.append(pd.DataFrame(row))
     t3 = time.perf_counter()
     timing = {"pool": len(P), "queries": len(Q), "encode_pool_s": t1 - t0, "encode_queries_s": t2 - t1,
-              "score_s": t3 - t2}
-    return pd.concat(frames, ignore_index=True), timing
+              "score_s": t3 - t2, "precision": encoder.precision}
+    preference = pd.concat(preference, ignore_index=True) if preference else pd.DataFrame(
+        columns=["query language", "retrieved", "share", "collection"])
+    return pd.concat(frames, ignore_index=True), preference, timing
 
 
 VALUE_COLUMNS = [*metrics.METRICS, "rank_distance", "own_language@10"]

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import Profile, load_profile
 from .paths import REPO_ROOT
@@ -45,11 +45,21 @@ def tasks(profile: Profile, runs_dir: Path) -> list[Task]:
     out = [Task("01_data.ipynb", data, "data_summary.json", {"PROFILE": profile.name, "OUT_DIR": rel(data)})]
     for seed in profile.seeds:
         for strategy in profile.strategies:
-            run = root / f"{strategy}-s{seed}"
-            out.append(Task("03_evaluate.ipynb", run, "results.parquet",
-                            {"PROFILE": profile.name, "DATA_OUT": rel(data), "RUN_DIR": rel(run),
-                             "STRATEGY": strategy, "SEED": seed}))
+            run = root / run_name(strategy, seed)
+            params = {"PROFILE": profile.name, "DATA_OUT": rel(data), "RUN_DIR": rel(run), "STRATEGY": strategy,
+                      "SEED": seed}
+            if strategy != "zero-shot":
+                out.append(Task("02_train.ipynb", run, "train_summary.json", params))
+            out.append(Task("03_evaluate.ipynb", run, "results.parquet", params))
+    # The comparisons read every run: re-executed whenever anything before them ran.
+    for nb in ("04_language_bias.ipynb", "05_compare.ipynb"):
+        out.append(Task(nb, root, f".{nb}.done", {"PROFILE_DIR": rel(root)}))
     return out
+
+
+def run_name(strategy: str, seed: int) -> str:
+    """A run directory name without characters that paths and URLs dislike: hybrid(0.5), seed 0 -> hybrid-0.5-s0."""
+    return f"{strategy.replace('(', '-').replace(')', '')}-s{seed}"
 
 
 class PipelineLocked(RuntimeError):
@@ -76,10 +86,13 @@ def run(profile_name: str, runs_dir: str | os.PathLike | None = None, dry_run: b
     status = {}
     try:
         bar = tqdm(todo, desc=f"profile {profile.name}", unit="task")
+        ran = False
         for t in bar:
-            if t.done():
+            summary = t.notebook.startswith(("04", "05"))
+            if t.done() and not (summary and ran):
                 status[t.name] = "skipped"
                 continue
+            ran = True
             bar.set_postfix_str(t.name)
             t.out_dir.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
@@ -88,6 +101,8 @@ def run(profile_name: str, runs_dir: str | os.PathLike | None = None, dry_run: b
                                            parameters=t.parameters, cwd=str(NOTEBOOKS), progress_bar=False,
                                            kernel_name="python3")
                 status[t.name] = f"done in {time.perf_counter() - start:.0f} s"
+                if summary:
+                    (t.out_dir / t.done_marker).touch()
             except Exception as e:  # a failed run is reported; the others go on
                 status[t.name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 log.error("%s failed; see %s", t.name, t.out_dir / t.notebook)

@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hybridlib.config import load_profile, override
+from hybridlib.trainer import NonFiniteError, TrainConfig, Trainer, TrainingError, read_log, train_run
+
+from .conftest import needs_data
+
+pytestmark = needs_data
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def data_out(tmp_path_factory):
+    from hybridlib import pairs, store
+    out = tmp_path_factory.mktemp("data")
+    train, _, _ = pairs.mlqa_split()
+    store.write_table(train, out / "train_pairs.parquet")
+    return out
+
+
+def cli(data_out, run_dir, strategy="hybrid(0.5)", *sets, launcher=(sys.executable,)):
+    return [*launcher, "-m", "hybridlib", "train", "--profile", "smoke", "--strategy", strategy, "--data",
+            str(data_out), "--run-dir", str(run_dir), "--set", "probe_every=3", *sets]
+
+
+def params(run_dir):
+    from safetensors.torch import load_file
+    return load_file(str(run_dir / "model" / "model.safetensors"))
+
+
+def max_diff(a, b):
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(data_out, tmp_path):
+    sets = ("budget_pairs=80", "checkpoint_every=2")
+    subprocess.run(cli(data_out, tmp_path / "full", "pcgrad", *sets), env=ENV, check=True, capture_output=True)
+    killed = subprocess.Popen(cli(data_out, tmp_path / "cut", "pcgrad", *sets), env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "cut" / "train_log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 3):
+        time.sleep(0.2)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "cut" / "model").exists()
+    subprocess.run(cli(data_out, tmp_path / "cut", "pcgrad", *sets), env=ENV, check=True, capture_output=True)
+    summary = json.loads((tmp_path / "cut" / "train_summary.json").read_text())
+    assert summary["resumed"] and summary["steps"] == 5
+    assert max_diff(params(tmp_path / "full"), params(tmp_path / "cut")) < 1e-6
+    full, cut = read_log(tmp_path / "full"), read_log(tmp_path / "cut")
+    assert cut["step"].tolist() == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(cut["loss"], full["loss"], atol=1e-6)
+
+
+def test_two_gloo_processes_equal_one_process(data_out, tmp_path):
+    sets = ("budget_pairs=48", "dropout=0.0")
+    subprocess.run(cli(data_out, tmp_path / "one", "hybrid(0.5)", *sets), env=ENV, check=True, capture_output=True)
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533")
+    r = subprocess.run(cli(data_out, tmp_path / "two", "hybrid(0.5)", *sets, launcher=torchrun), env=ENV,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["world_size"] == 2
+    one, two = read_log(tmp_path / "one"), read_log(tmp_path / "two")
+    np.testing.assert_allclose(two["loss"], one["loss"], atol=1e-5)
+    np.testing.assert_allclose(two["cosine"].dropna(), one["cosine"].dropna(), atol=1e-4)
+    assert max_diff(params(tmp_path / "one"), params(tmp_path / "two")) < 1e-5
+
+
+def test_trained_model_loads_in_sentence_transformers(data_out, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from hybridlib.encoders import load_encoder
+    profile = override(load_profile("smoke"), budget_pairs=16)
+    train_run(profile, "mgda", 0, data_out, tmp_path, progress=False)
+    texts = ["Wer schrieb Faust?", "Goethe schrieb Faust.", "ゲーテはファウストを書いた。"]
+    ours = load_encoder(str(tmp_path / "model")).encode(texts, "passage")
+    theirs = SentenceTransformer(str(tmp_path / "model"), device="cpu").encode(texts, prompt_name="passage")
+    assert ((ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)).min() > 0.9999
+    log = read_log(tmp_path)
+    assert {"loss_mono", "loss_cross", "weight_mono", "weight_cross", "cosine"} <= set(log.columns)
+    assert (log["weight_mono"] + log["weight_cross"]).round(6).eq(1).all()  # MGDA: convex weights
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_out, tmp_path, small_encoder, monkeypatch):
+    from hybridlib import store
+    pairs = store.read_table(data_out / "train_pairs.parquet")
+    config = TrainConfig("xx", batch_size=8, budget_pairs=64, checkpoint_every=2, probe_every=0,
+                         max_query_length=32, max_passage_length=32)
+    trainer = Trainer(small_encoder, pairs, config, tmp_path, progress=False)
+    real = trainer.loss
+    calls = {"n": 0}
+
+    def poisoned(rows):
+        calls["n"] += 1
+        loss, tokens = real(rows)
+        return (loss * float("nan"), tokens) if calls["n"] == 3 else (loss, tokens)
+
+    monkeypatch.setattr(trainer, "loss", poisoned)
+    with pytest.raises(NonFiniteError, match=r"step 3: non-finite mono loss \(nan\).*checkpoint.*\(step 2\)"):
+        trainer.train()
+    state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 2
+
+
+def test_mismatched_and_unreadable_checkpoints(data_out, tmp_path, small_encoder):
+    from hybridlib import store
+    pairs = store.read_table(data_out / "train_pairs.parquet")
+    base = dict(batch_size=8, budget_pairs=16, probe_every=0, max_query_length=16, max_passage_length=16)
+    Trainer(small_encoder, pairs, TrainConfig("xy", **base), tmp_path, progress=False).train()
+    with pytest.raises(TrainingError, match="does not match this run.*strategy: checkpoint 'xy', now 'ml'"):
+        Trainer(small_encoder, pairs, TrainConfig("ml", **base), tmp_path, progress=False).train()
+    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="state.pt: unreadable checkpoint"):
+        Trainer(small_encoder, pairs, TrainConfig("xy", **base), tmp_path, progress=False).train()
+
+
+def test_bad_training_parameters():
+    with pytest.raises(TrainingError, match=r"unknown strategy 'adam'; valid: xx, xy, ml, hybrid\(alpha\).*pcgrad"):
+        TrainConfig("adam")
+    with pytest.raises(TrainingError, match=r"budget_pairs=40 is smaller than one step \(64 pairs for strategy 'pcgrad'\)"):
+        TrainConfig("pcgrad", batch_size=32, budget_pairs=40)
