@@ -50,9 +50,26 @@ class Profile:
             check_range(self, "num_layers", 1, 48)
         if self.eval_max_queries_per_language is not None:
             check_range(self, "eval_max_queries_per_language", 1, None)
+        for strategy in self.strategies:
+            check_strategy(self.name, strategy)
         bad = [c for c in self.eval_collections if c not in ("xquad-r", "mlqa-r", "tydi")]
         if bad:
             raise ConfigError(f"profile {self.name}: eval_collections has unknown {bad}; allowed: xquad-r, mlqa-r, tydi")
+
+
+def check_strategy(profile: str, strategy: str) -> None:
+    """A strategy is ``zero-shot``, a batch sampler (``xx``, ``xy``, ``ml``, ``hybrid(alpha)``) or a combiner."""
+    from .combiners import COMBINERS
+    from .samplers import SamplerError, parse
+    if strategy in ("zero-shot", "bm25") or strategy in COMBINERS:
+        return
+    try:
+        name, args = parse(strategy)
+    except SamplerError:
+        name, args = None, {}
+    if name in (None, "paired") or not 0 <= args.get("alpha", 0) <= 1:
+        raise ConfigError(f"profile {profile}: strategies has unknown {strategy!r}; allowed: zero-shot, bm25, xx, xy, ml, "
+                          f"hybrid(alpha) with alpha in [0, 1], {', '.join(COMBINERS)}")
 
 
 def check_range(obj, name: str, lo, hi) -> None:

@@ -1,7 +1,7 @@
 """Benchmark loaders: XQuAD, XQuAD-R, MLQA-R, MLQA and TyDi-QA GoldP into typed, validated records.
 
 Every file is SQuAD-style JSON (``data -> paragraphs -> qas``). Loaders read the
-data directory (see :mod:`hybridlib.paths`) or, when there is none, download the
+data directory (see ``hybridlib.paths``) or, when there is none, download the
 official files into the user cache. Whatever is wrong with a file is reported as
 a :class:`DataError` naming the file, the record and the problem.
 """
@@ -226,7 +226,7 @@ def parse(doc: dict, path: Path, name: str, lang: str) -> tuple[list[QA], dict[s
 
 
 def load(name: str, lang: str, data_dir: str | os.PathLike | None = None) -> list[QA]:
-    """All records of one benchmark file (``name`` in :data:`SOURCES`, ``lang`` an ISO 639-1 code)."""
+    """All records of one benchmark file (``name`` in ``SOURCES``, ``lang`` an ISO 639-1 code)."""
     path = data_file(name, lang, data_dir)
     records, flaws = parse(read_json(path), path, name, lang)
     if flaws["sentence_span_mismatch"]:

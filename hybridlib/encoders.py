@@ -105,6 +105,7 @@ class Encoder(nn.Module):
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled, L2-normalised embeddings (B, D) of token ids and attention mask (B, T)."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         if self.spec.pooling == "mean":
             m = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)

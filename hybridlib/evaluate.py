@@ -22,6 +22,7 @@ from .stats import bootstrap_ci
 log = logging.getLogger(__name__)
 
 COLLECTION_SETTINGS = {"xquad-r": SETTINGS, "mlqa-r": SETTINGS, "tydi": ("mono", "multi")}
+UNTRAINED = ("zero-shot", "bm25")  # strategies evaluated without training (bm25 uses only the tokenizer)
 
 
 def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = None, bf16: bool = False):
@@ -33,7 +34,7 @@ def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = Non
     saved = Path(run_dir) / "model"
     if saved.is_dir():
         encoder = load_encoder(str(saved))
-    elif strategy != "zero-shot":
+    elif strategy not in UNTRAINED:
         raise FileNotFoundError(f"{saved}: run directory without a model for strategy {strategy!r}; "
                                 "train it first (notebook 02)")
     else:
@@ -116,6 +117,21 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
     preference = pd.concat(preference, ignore_index=True) if preference else pd.DataFrame(
         columns=["query language", "retrieved", "share", "collection"])
     return pd.concat(frames, ignore_index=True), preference, timing
+
+
+def evaluate_strategy(strategy: str, encoder, coll: Collection, profile) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """What notebook 03 runs for one collection: the encoder with the profile's lengths, or BM25 on the
+    monolingual views for the ``bm25`` baseline."""
+    if strategy == "bm25":
+        from .baselines import bm25_evaluate
+        t0 = time.perf_counter()
+        pq = bm25_evaluate(coll, encoder.tokenizer)
+        return pq, pd.DataFrame(columns=["query language", "retrieved", "share", "collection"]), {
+            "pool": len(coll.pool), "queries": len(coll.queries), "encode_pool_s": 0.0, "encode_queries_s": 0.0,
+            "score_s": time.perf_counter() - t0, "precision": "bm25"}
+    return evaluate(encoder, coll, max_query_length=profile.max_query_length,
+                    max_passage_length=profile.max_passage_length, batch_size=profile.encode_batch_size,
+                    progress=False)
 
 
 VALUE_COLUMNS = [*metrics.METRICS, "rank_distance", "own_language@10"]

@@ -48,11 +48,11 @@ def tasks(profile: Profile, runs_dir: Path) -> list[Task]:
             run = root / run_name(strategy, seed)
             params = {"PROFILE": profile.name, "DATA_OUT": rel(data), "RUN_DIR": rel(run), "STRATEGY": strategy,
                       "SEED": seed}
-            if strategy != "zero-shot":
+            if strategy not in ("zero-shot", "bm25"):
                 out.append(Task("02_train.ipynb", run, "train_summary.json", params))
             out.append(Task("03_evaluate.ipynb", run, "results.parquet", params))
     # The comparisons read every run: re-executed whenever anything before them ran.
-    for nb in ("04_language_bias.ipynb", "05_compare.ipynb"):
+    for nb in ("04_language_bias.ipynb", "05_compare.ipynb", "06_performance.ipynb"):
         out.append(Task(nb, root, f".{nb}.done", {"PROFILE_DIR": rel(root)}))
     return out
 
@@ -88,7 +88,7 @@ def run(profile_name: str, runs_dir: str | os.PathLike | None = None, dry_run: b
         bar = tqdm(todo, desc=f"profile {profile.name}", unit="task")
         ran = False
         for t in bar:
-            summary = t.notebook.startswith(("04", "05"))
+            summary = t.notebook.startswith(("04", "05", "06"))
             if t.done() and not (summary and ran):
                 status[t.name] = "skipped"
                 continue

@@ -257,6 +257,6 @@ def parse(spec: str) -> tuple[str, dict]:
 
 
 def make_sampler(spec: str, pairs: pd.DataFrame, batch_size: int, **kw) -> PairSampler:
-    """The sampler named by ``spec`` (see :func:`parse`) over ``pairs``."""
+    """The sampler named by ``spec`` (``"xx"``, ``"hybrid(0.25)"``, ...) over ``pairs``."""
     name, args = parse(spec)
     return SAMPLERS[name](pairs, batch_size, **args, **kw)

@@ -1,0 +1,9 @@
+"""Run every benchmark; each prints its figures and writes benchmarks/results/<name>.json."""
+import subprocess
+import sys
+from pathlib import Path
+
+here = Path(__file__).parent
+for name in ("samplers", "encode", "train"):
+    print(f"== {name}", flush=True)
+    subprocess.run([sys.executable, str(here / f"{name}.py")], check=True, cwd=here)
