@@ -141,3 +141,43 @@ def tydi(data_dir=None, langs=None) -> Collection:
             queries.append((r.qid, lang, r.question, r.qid))
     return Collection("tydi", pd.DataFrame(queries, columns=["qid", "lang", "text", "group"]),
                       pd.DataFrame(pool, columns=["lang", "text"]), pd.DataFrame(qrels, columns=["query", "item"]))
+
+
+MIRACL_LANGS = ("ar", "bn", "de", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "ko", "ru", "sw", "te", "th", "yo", "zh")
+
+
+def miracl(langs=("sw",), rows: dict[str, list[dict]] | None = None) -> Collection:
+    """MIRACL dev (Zhang et al. 2023) from its official Hugging Face data set ``miracl/miracl``: queries and,
+    as the pool, every judged passage of the language (positive and negative; the full corpus is several GB).
+
+    ``rows`` maps a language to rows in the official format (query_id, query, positive_passages,
+    negative_passages); without it they are downloaded, which needs the hub."""
+    from .data import DataError
+    bad = [l for l in langs if l not in MIRACL_LANGS]
+    if bad:
+        raise ValueError(f"unknown MIRACL language(s) {bad}; valid: {', '.join(MIRACL_LANGS)}")
+    if rows is None:
+        rows = {}
+        for lang in langs:
+            try:
+                import datasets
+                rows[lang] = list(datasets.load_dataset("miracl/miracl", lang, split="dev"))
+            except Exception as e:  # offline: the hub is the only source of MIRACL
+                raise DataError(f"miracl/miracl ({lang}, dev): cannot load from the Hugging Face hub ({type(e).__name__}); "
+                                "MIRACL needs internet access (unset HF_DATASETS_OFFLINE)") from None
+    pool, where, queries, qrels = [], {}, [], []
+    for lang in langs:
+        for i, row in enumerate(rows[lang]):
+            for key in ("query_id", "query", "positive_passages"):
+                if key not in row:
+                    raise DataError(f"miracl {lang} row {i}: missing field {key!r}")
+            for relevant, passages in ((True, row["positive_passages"]), (False, row.get("negative_passages", []))):
+                for p in passages:
+                    if (lang, p["docid"]) not in where:
+                        where[(lang, p["docid"])] = len(pool)
+                        pool.append((lang, f"{p.get('title', '')} {p['text']}".strip()))
+                    if relevant:
+                        qrels.append((len(queries), where[(lang, p["docid"])]))
+            queries.append((row["query_id"], lang, row["query"], f"{lang}:{row['query_id']}"))
+    return Collection("miracl", pd.DataFrame(queries, columns=["qid", "lang", "text", "group"]),
+                      pd.DataFrame(pool, columns=["lang", "text"]), pd.DataFrame(qrels, columns=["query", "item"]))

@@ -82,3 +82,35 @@ def test_save_and_load_round_trip(tmp_path):
     assert [len(r) for r in d.relevance(np.array([0]), np.array([0, 1]))] == [2]
     with pytest.raises(CollectionError, match="missing; build the collections first"):
         Collection.load(tmp_path, "nope")
+
+
+def miracl_rows():
+    import json
+    from pathlib import Path
+    path = Path(__file__).parent / "fixtures" / "miracl-sw-dev.jsonl"
+    return {"sw": [json.loads(line) for line in path.read_text().splitlines()]}
+
+
+def test_miracl_from_rows_in_the_official_format(small_encoder):
+    from hybridlib.evalsets import miracl
+    from hybridlib.evaluate import evaluate
+    c = miracl(["sw"], miracl_rows())
+    assert (len(c.queries), len(c.pool), len(c.qrels)) == (3, 4, 4)  # passages deduplicated by docid
+    x, y, queries, items = next(c.views("mono"))
+    assert [len(r) for r in c.relevance(queries, items)] == [1, 1, 2]
+    pq, _, _ = evaluate(small_encoder, c, settings=("mono",), cache=False, progress=False)
+    assert set(pq.columns) >= {"ndcg@10", "recall@100"} and pq["recall@100"].eq(1).all()
+
+
+def test_miracl_offline_fails_fast_with_a_clear_message(monkeypatch):
+    import time
+
+    from hybridlib.data import DataError
+    from hybridlib.evalsets import miracl
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="MIRACL needs internet access"):
+        miracl(["sw"])
+    assert time.perf_counter() - start < 30
+    with pytest.raises(ValueError, match="unknown MIRACL language"):
+        miracl(["xx"])
