@@ -20,8 +20,19 @@ def main(argv=None) -> int:
     t.add_argument("--data", required=True, help="notebook 01's output directory (train_pairs.parquet)")
     t.add_argument("--run-dir", required=True)
     t.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
+    v = sub.add_parser("verify", help="compare the results of two profile directories (reproduction check)")
+    v.add_argument("a", help="e.g. runs/cpu (the committed run)")
+    v.add_argument("b", help="e.g. /tmp/fresh/runs/cpu (a re-run)")
+    v.add_argument("--tolerance", type=float, default=1e-6)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.command == "verify":
+        from .compare import reproduction
+        table = reproduction(args.a, args.b)
+        print(table.to_string(index=False))
+        worst = table["max_abs_diff_headline"].max()
+        print(f"largest headline difference {worst:.2e} (tolerance {args.tolerance:g})")
+        return 0 if worst <= args.tolerance else 1
     if args.command == "train":
         import yaml
 

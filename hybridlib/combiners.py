@@ -11,16 +11,13 @@ import math
 import numpy as np
 import torch
 
+from .registry import registrar
+
 COMBINERS: dict[str, type["Combiner"]] = {}
 EPS = 1e-12
 
 
-def register(name: str):
-    def deco(cls):
-        COMBINERS[name] = cls
-        cls.name = name
-        return cls
-    return deco
+register = registrar(COMBINERS)
 
 
 class Combiner:

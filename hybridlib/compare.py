@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .combiners import COMBINERS
-from .stats import holm, paired_randomization, seed_summary
+from .stats import holm, paired_randomization, seed_summary  # noqa: F401
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
 
@@ -32,6 +32,25 @@ def macro_weights(d: pd.DataFrame) -> np.ndarray:
     """Per-row weights that turn a weighted mean into the macro-average over (qlang, plang) views."""
     views = d.groupby(["qlang", "plang"], sort=False)["query"].transform("size").to_numpy()
     return 1.0 / (d.groupby(["qlang", "plang"], sort=False).ngroups * views)
+
+
+def reproduction(a: str | Path, b: str | Path) -> pd.DataFrame:
+    """Per run present in both profile directories: the largest absolute difference between their result
+    values (every collection, setting, language and metric), and the number of values compared."""
+    rows = []
+    for path in sorted(Path(a).glob("*/results.parquet")):
+        other = Path(b) / path.parent.name / "results.parquet"
+        if not other.is_file():
+            continue
+        key = ["collection", "setting", "qlang", "plang", "metric"]
+        m = pd.read_parquet(path).merge(pd.read_parquet(other), on=key, suffixes=("_a", "_b"))
+        diff = (m["value_a"] - m["value_b"]).abs()
+        headline_rows = m["qlang"] == "all"
+        rows.append({"run": path.parent.name, "values": len(m), "max_abs_diff": float(diff.max()),
+                     "max_abs_diff_headline": float(diff[headline_rows & (m["metric"] != "rank_distance")].max())})
+    if not rows:
+        raise FileNotFoundError(f"no run of {a} has results in {b} too")
+    return pd.DataFrame(rows)
 
 
 def headline(results: pd.DataFrame, rows: dict[str, tuple[str, str, str]]) -> pd.DataFrame:

@@ -19,15 +19,12 @@ import re
 import pandas as pd
 import torch
 
+from .registry import registrar
+
 SAMPLERS: dict[str, type["PairSampler"]] = {}
 
 
-def register(name: str):
-    def deco(cls):
-        SAMPLERS[name] = cls
-        cls.name = name
-        return cls
-    return deco
+register = registrar(SAMPLERS)
 
 
 class SamplerError(ValueError):

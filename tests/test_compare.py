@@ -1,0 +1,45 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybridlib import compare
+
+
+def test_pareto_front_by_hand():
+    points = pd.DataFrame({"mono": [0.8, 0.7, 0.75, 0.6], "cross": [0.6, 0.7, 0.6, 0.5]}, index=list("abcd"))
+    assert compare.pareto(points, "mono", "cross").tolist() == [True, True, False, False]
+
+
+def test_verdicts():
+    assert compare.verdict(0.01, 0.001, 1) == "supported"
+    assert compare.verdict(-0.01, 0.001, 1) == "contradicted"
+    assert compare.verdict(0.01, 0.2, 1).startswith("not supported")
+
+
+def per_query(strategy, shift, rng):
+    n = 200
+    return pd.DataFrame({"collection": "xquad-r", "setting": "mono", "qlang": np.repeat(["en", "de"], n // 2),
+                         "plang": np.repeat(["en", "de"], n // 2), "query": np.arange(n), "group": np.arange(n) % 100,
+                         "map": np.clip(rng.normal(0.6, 0.1, n) + shift, 0, 1), "strategy": strategy})
+
+
+def test_paired_comparison_finds_a_real_difference_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    base = per_query("xx", 0.0, rng)
+    better = base.assign(strategy="hybrid(0.5)", map=base["map"] + 0.02)
+    same = base.assign(strategy="sum", map=base["map"] + rng.normal(0, 0.001, len(base)))
+    pq = pd.concat([base, better, same])
+    r = compare.paired(pq, "hybrid(0.5)", "xx", "xquad-r", "mono", "map", n_perm=2000)
+    assert r["diff"] == pytest.approx(0.02) and r["p"] < 0.01
+    table = compare.significance(pq, "hybrid(0.5)", ["xx", "sum"], {"mono": ("xquad-r", "mono", "map")})
+    assert (table["p_holm"] >= table["p"]).all()
+
+
+def test_reproduction_reports_the_largest_difference(tmp_path):
+    rows = pd.DataFrame({"collection": ["x", "x"], "setting": ["mono", "mono"], "qlang": ["all", "en"],
+                         "plang": ["all", "en"], "metric": ["map", "map"], "value": [0.5, 0.4]})
+    for side, delta in (("a", 0.0), ("b", 0.001)):
+        (tmp_path / side / "run-s0").mkdir(parents=True)
+        rows.assign(value=rows["value"] + delta).to_parquet(tmp_path / side / "run-s0" / "results.parquet")
+    table = compare.reproduction(tmp_path / "a", tmp_path / "b")
+    assert table["max_abs_diff_headline"].iloc[0] == pytest.approx(0.001)
