@@ -8,7 +8,7 @@ def test_shipped_profiles_are_valid(name):
     from hybridlib.trainer import TrainConfig
     p = load_profile(name)
     for strategy in p.strategies:
-        if strategy != "zero-shot":
+        if strategy not in ("zero-shot", "bm25"):
             TrainConfig(strategy, batch_size=p.batch_size, budget_pairs=p.budget_pairs)
 
 

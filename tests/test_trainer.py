@@ -63,7 +63,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(data_out, tmp_path):
 
 
 def test_two_gloo_processes_equal_one_process(data_out, tmp_path):
-    sets = ("budget_pairs=48", "dropout=0.0")
+    sets = ("budget_pairs=48", "dropout=0.0", "bf16=false")  # bf16 blocks depend on the batch shape
     subprocess.run(cli(data_out, tmp_path / "one", "hybrid(0.5)", *sets), env=ENV, check=True, capture_output=True)
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533")
     r = subprocess.run(cli(data_out, tmp_path / "two", "hybrid(0.5)", *sets, launcher=torchrun), env=ENV,
