@@ -15,7 +15,7 @@ texts = xquad_r().pool["text"].tolist()
 rng = np.random.default_rng(0)
 texts = [texts[i] for i in rng.choice(len(texts), N, replace=False)]
 ours = load_encoder()
-from sentence_transformers import SentenceTransformer  # noqa: E402
+from sentence_transformers import SentenceTransformer
 
 st = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device="cpu")
 st.max_seq_length = MAXLEN

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -89,7 +90,7 @@ def _coerce(cls, data: dict, where: str):
     out = {}
     for k, v in data.items():
         t = hints[k]
-        allowed = typing.get_args(t) if typing.get_origin(t) in (typing.Union, getattr(__import__("types"), "UnionType")) else (t,)
+        allowed = typing.get_args(t) if typing.get_origin(t) in (typing.Union, types.UnionType) else (t,)
         ok = False
         for a in allowed:
             origin = typing.get_origin(a)
@@ -135,5 +136,3 @@ def override(profile: Profile, **changes) -> Profile:
     changes = {k: v for k, v in changes.items() if v is not None}
     return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + parameters")
 
-
-__all__ = ["Profile", "ConfigError", "load_profile", "override", "field"]

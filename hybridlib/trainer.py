@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,6 +366,9 @@ def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, ru
     setup_distributed()
     run_dir = Path(run_dir)
     config = TrainConfig(strategy=strategy, seed=seed, **{f: getattr(profile, f) for f in TRAIN_FIELDS})
+    done = run_dir / "train_summary.json"
+    if done.is_file() and (run_dir / "model").is_dir():  # finished before: nothing to redo
+        return json.loads(done.read_text())
     pairs = read_table(Path(data_out) / "train_pairs.parquet")
     if profile.tydi_train:
         from .data import load_all
@@ -376,5 +380,6 @@ def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, ru
     if world()[0] == 0:
         encoder.save(run_dir / "model")
         summary["weights_sha256"] = encoder.weights_hash()
-        write_json(summary, run_dir / "train_summary.json")  # written last: marks the run trained
+        write_json(summary, done)  # marks the run trained; the checkpoint is no longer needed
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     return summary

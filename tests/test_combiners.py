@@ -1,10 +1,9 @@
-import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from hybridlib.combiners import COMBINERS, CAGrad, GradVac, MGDA, PCGrad, Sum, make_combiner
+from hybridlib.combiners import COMBINERS, MGDA, CAGrad, GradVac, PCGrad, Sum, make_combiner
 
 
 def grads(*rows):

@@ -3,7 +3,6 @@ import time
 import numpy as np
 import pytest
 
-from hybridlib import encoders
 from hybridlib.encoders import ModelNotAvailable, load_encoder
 
 from .conftest import needs_data

@@ -21,7 +21,7 @@ def test_xquad_r_views(xquad):
     assert len(list(xquad.views("cross"))) == 110
     multi = list(xquad.views("multi"))
     assert len(multi) == 11 and all(len(items) == 13014 for *_, items in multi)
-    x, _, queries, items = multi[0]
+    _, _, queries, items = multi[0]
     rel = xquad.relevance(queries, items)
     assert all(len(r) == 11 for r in rel)  # one answer sentence per language
     assert sorted(xquad.pool["lang"].to_numpy()[items[rel[0]]]) == sorted(xquad.pool_languages)
@@ -53,7 +53,7 @@ def test_tydi_mono_has_one_relevant_passage_and_no_cross_views():
 def test_subset_keeps_relevant_items(xquad):
     small = subset(xquad, 5)
     assert len(small.queries) == 55
-    for x, y, queries, items in small.views("multi"):
+    for _, _, queries, items in small.views("multi"):
         assert all(len(r) == 11 for r in small.relevance(queries, items))
 
 

@@ -115,7 +115,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_out, tmp_
 def test_mismatched_and_unreadable_checkpoints(data_out, tmp_path, small_encoder):
     from hybridlib import store
     pairs = store.read_table(data_out / "train_pairs.parquet")
-    base = dict(batch_size=8, budget_pairs=16, probe_every=0, max_query_length=16, max_passage_length=16)
+    base = {"batch_size": 8, "budget_pairs": 16, "probe_every": 0, "max_query_length": 16, "max_passage_length": 16}
     Trainer(small_encoder, pairs, TrainConfig("xy", **base), tmp_path, progress=False).train()
     with pytest.raises(TrainingError, match="does not match this run.*strategy: checkpoint 'xy', now 'ml'"):
         Trainer(small_encoder, pairs, TrainConfig("ml", **base), tmp_path, progress=False).train()
