@@ -18,7 +18,9 @@ def collect(profile_dir: str | Path, name: str) -> pd.DataFrame:
     frames = []
     for path in sorted(Path(profile_dir).glob(f"*/{name}")):
         if name.endswith(".parquet"):
-            frames.append(pd.read_parquet(path))
+            frame = pd.read_parquet(path)
+            if len(frame):  # the BM25 baseline has no multilingual views, so an empty preference table
+                frames.append(frame)
         elif name.endswith(".jsonl"):
             frames.append(pd.read_json(path, lines=True).assign(run=path.parent.name))
         else:

@@ -96,6 +96,8 @@ def run(profile_name: str, runs_dir: str | os.PathLike | None = None, dry_run: b
             ran = True
             bar.set_postfix_str(t.name)
             t.out_dir.mkdir(parents=True, exist_ok=True)
+            if summary:  # a re-run that fails must not leave an earlier success marked done
+                (t.out_dir / t.done_marker).unlink(missing_ok=True)
             start = time.perf_counter()
             try:
                 papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(t.out_dir / t.notebook),
