@@ -13,7 +13,7 @@ import torch
 
 from .registry import registrar
 
-COMBINERS: dict[str, type["Combiner"]] = {}
+COMBINERS: dict[str, type[Combiner]] = {}
 EPS = 1e-12
 
 
@@ -144,10 +144,10 @@ class CAGrad(Combiner):
         b = np.full(T, 1 / T)
         g0_norm = math.sqrt(max(b @ A @ b, 0.0))
         scale = self.c * g0_norm
-        objective = lambda x: x @ A @ b + scale * math.sqrt(max(x @ A @ x, 0.0) + EPS)  # noqa: E731
+        objective = lambda x: x @ A @ b + scale * math.sqrt(max(x @ A @ x, 0.0) + EPS)
         if T == 2:  # a convex function of one variable: golden-section search on [0, 1]
             lo, hi = 0.0, 1.0
-            f = lambda t: objective(np.array([t, 1 - t]))  # noqa: E731
+            f = lambda t: objective(np.array([t, 1 - t]))
             for _ in range(100):
                 m1, m2 = lo + (hi - lo) * 0.381966, hi - (hi - lo) * 0.381966
                 lo, hi = (lo, m2) if f(m1) <= f(m2) else (m1, hi)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .paths import atomic_write_text, cache_dir
+from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 

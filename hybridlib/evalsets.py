@@ -86,7 +86,7 @@ class Collection:
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, name: str) -> "Collection":
+    def load(cls, directory: str | Path, name: str) -> Collection:
         d = Path(directory) / name
         parts = {}
         for part in ("queries", "pool", "qrels"):

@@ -137,9 +137,10 @@ def evaluate_strategy(strategy: str, encoder, coll: Collection, profile) -> tupl
 VALUE_COLUMNS = [*metrics.METRICS, "rank_distance", "own_language@10"]
 
 
-def summarize(per_query: pd.DataFrame, n_boot: int = 1000, seed: int = 0, **meta) -> pd.DataFrame:
+def summarize(per_query: pd.DataFrame, n_boot: int = 1000, boot_seed: int = 0, **meta) -> pd.DataFrame:
     """Tidy results: one row per (collection, setting, qlang, plang, metric) with the mean and its 95%
-    bootstrap interval over query groups, plus ``qlang = plang = "all"`` rows macro-averaged over views."""
+    bootstrap interval over query groups, plus ``qlang = plang = "all"`` rows macro-averaged over views;
+    ``meta`` (run, strategy, seed, ...) become leading columns."""
     rows = []
     for (coll, setting), d in per_query.groupby(["collection", "setting"], sort=False):
         views = d.groupby(["qlang", "plang"], sort=False)
@@ -147,7 +148,7 @@ def summarize(per_query: pd.DataFrame, n_boot: int = 1000, seed: int = 0, **meta
         weight = 1.0 / (n_views * views["query"].transform("size").to_numpy())
         for metric in [m for m in VALUE_COLUMNS if m in d and d[m].notna().any()]:
             ok = d[metric].notna().to_numpy()
-            value, lo, hi = bootstrap_ci(d[metric].to_numpy()[ok], d["group"].to_numpy()[ok], weight[ok], n_boot, seed=seed)
+            value, lo, hi = bootstrap_ci(d[metric].to_numpy()[ok], d["group"].to_numpy()[ok], weight[ok], n_boot, seed=boot_seed)
             rows.append((coll, setting, "all", "all", metric, value, lo, hi, int(ok.sum())))
             if setting == "cross" and metric not in ("map",):
                 continue  # 110 cross-lingual views: keep the per-view table to mAP
@@ -155,7 +156,7 @@ def summarize(per_query: pd.DataFrame, n_boot: int = 1000, seed: int = 0, **meta
                 vals = v[metric].to_numpy()
                 if np.isnan(vals).all():
                     continue
-                value, lo, hi = bootstrap_ci(vals, v["group"].to_numpy(), None, n_boot, seed=seed)
+                value, lo, hi = bootstrap_ci(vals, v["group"].to_numpy(), None, n_boot, seed=boot_seed)
                 rows.append((coll, setting, x, y, metric, value, lo, hi, len(vals)))
     out = pd.DataFrame(rows, columns=["collection", "setting", "qlang", "plang", "metric", "value", "lo", "hi", "n"])
     for k, v in reversed(meta.items()):

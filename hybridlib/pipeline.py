@@ -41,7 +41,8 @@ def tasks(profile: Profile, runs_dir: Path) -> list[Task]:
     """The grid of a profile, in execution order."""
     root = runs_dir / profile.name
     data = root / "data"
-    rel = lambda p: os.path.relpath(p, NOTEBOOKS)  # noqa: E731  (notebooks run in notebooks/; relative paths keep outputs portable)
+    # Notebooks run in notebooks/: paths relative to it keep the executed notebooks portable.
+    rel = lambda p: os.path.relpath(p, NOTEBOOKS)  # noqa: E731
     # Marked done by the pairs it writes, which are not committed: a fresh clone rebuilds them (seconds).
     out = [Task("01_data.ipynb", data, "train_pairs.parquet", {"PROFILE": profile.name, "OUT_DIR": rel(data)})]
     for seed in profile.seeds:

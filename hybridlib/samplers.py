@@ -21,7 +21,7 @@ import torch
 
 from .registry import registrar
 
-SAMPLERS: dict[str, type["PairSampler"]] = {}
+SAMPLERS: dict[str, type[PairSampler]] = {}
 
 
 register = registrar(SAMPLERS)
@@ -69,7 +69,7 @@ class PairSampler:
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.device = torch.device(device)
         self.epoch, self.position = 0, 0
-        codes = lambda col: torch.as_tensor(pd.factorize(col)[0], device=self.device)  # noqa: E731
+        codes = lambda col: torch.as_tensor(pd.factorize(col)[0], device=self.device)
         self.qid = codes(pairs["qid"])
         self.pid = codes(pairs["plang"].astype(str) + "\x00" + pairs["passage"].astype(str))
         self.languages = sorted(set(pairs["qlang"]) | set(pairs["plang"]))

@@ -61,4 +61,4 @@ def seed_summary(values) -> dict[str, float]:
     """Mean, sample standard deviation and range over seeds."""
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
+            "min": float(v.min()), "max": float(v.max()), "n": len(v)}

@@ -1,18 +1,16 @@
 """Result files: tables (Parquet) and JSON, written atomically (temporary file, then rename)."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
-from pathlib import Path
-
-import hashlib
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 
 from . import __version__
 from .data import SOURCES, data_file
-
 from .paths import atomic_write_bytes, atomic_write_text
 
 

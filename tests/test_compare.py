@@ -43,3 +43,12 @@ def test_reproduction_reports_the_largest_difference(tmp_path):
         rows.assign(value=rows["value"] + delta).to_parquet(tmp_path / side / "run-s0" / "results.parquet")
     table = compare.reproduction(tmp_path / "a", tmp_path / "b")
     assert table["max_abs_diff_headline"].iloc[0] == pytest.approx(0.001)
+
+
+def test_summary_keeps_run_strategy_and_training_seed_columns():
+    from hybridlib.evaluate import summarize
+    pq = per_query("xx", 0.0, np.random.default_rng(1)).drop(columns="strategy")
+    table = summarize(pq, n_boot=50, run="xx-s3", strategy="xx", seed=3)
+    assert list(table.columns[:3]) == ["run", "strategy", "seed"] and (table["seed"] == 3).all()
+    macro = table[(table.qlang == "all") & (table.metric == "map")]["value"].iloc[0]
+    assert macro == pytest.approx(pq.groupby("qlang")["map"].mean().mean())
