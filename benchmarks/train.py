@@ -14,7 +14,7 @@ from hybridlib.combiners import COMBINERS, make_combiner
 from hybridlib.encoders import load_encoder
 from hybridlib.pairs import mlqa_split
 from hybridlib.paths import cache_dir
-from hybridlib.trainer import TrainConfig, Trainer
+from hybridlib.trainer import TrainConfig, Trainer, read_log
 
 B, STEPS, QLEN, PLEN = 32, (2 if os.environ.get("BENCH_QUICK") else 6), 64, 128
 train, _, _ = mlqa_split()
@@ -65,7 +65,7 @@ for _ in range(2):  # A B A B
     batches = list(make_sampler("ml", train, B, seed=0))[:STEPS]
     st_secs, st_first = st_run(batches)
     results["st_s"].append(st_secs)
-ours_first = float(__import__("pandas").read_json(trainer.run_dir / "train_log.jsonl", lines=True)["loss"].iloc[0])
+ours_first = float(read_log(trainer.run_dir)["loss"].iloc[0])
 bf_secs, _, _ = hybridlib_run(bf16=True)
 
 # Gradient combiners on real gradients: two objectives' flat gradients (the trainable parameters).

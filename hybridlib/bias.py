@@ -1,10 +1,9 @@
-"""Language bias on multilingual pools: rank distance, own-language share of the top k, language preference."""
+"""Language bias on multilingual pools beyond rank distance (``metrics.rank_distance``): the own-language share of
+the top k and the language-preference matrix."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from .metrics import rank_distance  # noqa: F401  (re-exported: the bias measure of arXiv 2408.10536)
 
 
 def language_preference(query_langs: np.ndarray, top: np.ndarray, pool_langs: np.ndarray) -> pd.DataFrame:

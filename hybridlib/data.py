@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import tarfile
 import urllib.request
 import zipfile
@@ -251,7 +250,3 @@ def load_all(name: str, langs: tuple[str, ...] | list[str] | None = None,
                                 f"{ref_lang} file ({len(ids - ref)} extra, e.g. {extra}; "
                                 f"{len(ref - ids)} missing, e.g. {missing})")
     return out
-
-
-def clear_download_cache() -> None:
-    shutil.rmtree(cache_dir() / "data", ignore_errors=True)

@@ -31,10 +31,6 @@ def write_json(obj, path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def read_json(path: str | Path):
-    return json.loads(Path(path).read_text())
-
-
 def code_version() -> str:
     """The git commit of the checkout (with ``+dirty`` when it has changes), else the package version."""
     root = Path(__file__).resolve().parents[1]
