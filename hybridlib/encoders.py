@@ -159,7 +159,7 @@ class Encoder(nn.Module):
         """
         path = Path(path)
         _quiet_transformers()
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
@@ -213,7 +213,13 @@ def _embedded(name: str) -> Encoder:
         tok = PreTrainedTokenizerFast(tokenizer_file=str(tokenizer_file()), bos_token="<s>", eos_token="</s>",
                                       unk_token="<unk>", pad_token="<pad>", mask_token="<mask>", cls_token="<s>",
                                       sep_token="</s>", model_max_length=512)
-        Encoder(name, build_bert(), tok, EMBEDDED[name]).save(target)
+        # Built privately, then renamed into place: concurrent first loads (test workers) never see a half
+        # directory, and the loser of the race keeps the winner's identical copy.
+        mine = Encoder(name, build_bert(), tok, EMBEDDED[name]).save(target.with_name(f".{target.name}.{os.getpid()}"))
+        try:
+            os.replace(mine, target)
+        except OSError:
+            shutil.rmtree(mine, ignore_errors=True)
     return _load_dir(target, name, EMBEDDED[name])
 
 
