@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import metrics
 from .evalsets import Collection
+from .retrieval import ranks_in
 
 
 def bm25_ranks(pool_tokens: list[list[str]], query_tokens: list[list[str]], relevant: list[np.ndarray]) -> list[np.ndarray]:
@@ -16,14 +18,8 @@ def bm25_ranks(pool_tokens: list[list[str]], query_tokens: list[list[str]], rele
 
     retriever = bm25s.BM25()
     retriever.index(pool_tokens, show_progress=False)
-    out = []
-    for tokens, rel in zip(query_tokens, relevant):
-        s = np.asarray(retriever.get_scores(tokens), dtype=np.float64)
-        target = s[rel]
-        higher = (s[None, :] > target[:, None]).sum(1)
-        tied_before = ((s[None, :] == target[:, None]) & (np.arange(len(s))[None, :] < rel[:, None])).sum(1)
-        out.append(higher + tied_before + 1)
-    return out
+    return [ranks_in(torch.from_numpy(np.asarray(retriever.get_scores(tokens), dtype=np.float64)), rel)
+            for tokens, rel in zip(query_tokens, relevant)]
 
 
 def bm25_evaluate(coll: Collection, tokenizer) -> pd.DataFrame:

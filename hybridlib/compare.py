@@ -19,9 +19,6 @@ def collect(profile_dir: str | Path, name: str) -> pd.DataFrame:
     for path in sorted(Path(profile_dir).glob(f"*/{name}")):
         if name.endswith(".parquet"):
             frame = pd.read_parquet(path)
-            meta = path.parent / "eval_meta.json"
-            if "seed" not in frame and meta.is_file():  # tables written before the seed column existed
-                frame.insert(2, "seed", pd.read_json(meta, typ="series")["seed"])
             if len(frame):  # the BM25 baseline has no multilingual views, so an empty preference table
                 frames.append(frame)
         elif name.endswith(".jsonl"):

@@ -62,13 +62,14 @@ def subset(coll: Collection, max_queries_per_language: int | None, distractors: 
 
 
 def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_size: int, cache: bool = True,
-                  progress: bool | str = False) -> np.ndarray:
-    """Embeddings of ``texts``, cached on disk by (encoder weights, kind, max length, texts)."""
+                  progress: bool | str = False, weights: str | None = None) -> np.ndarray:
+    """Embeddings of ``texts``, cached on disk by (encoder weights, kind, max length, precision, texts);
+    ``weights`` is the encoder's weights hash when the caller already has it (hashing reads every weight)."""
     h = hashlib.sha256()
     for t in texts:
         h.update(t.encode())
         h.update(b"\x00")
-    key = f"{encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
+    key = f"{weights or encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
     path = cache_dir() / "embeddings" / f"{key}.npy"
     if cache and path.is_file():
         return np.load(path)
@@ -86,11 +87,12 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
     (collection, qlang, retrieved language, share of the top 10); timing figures."""
     settings = settings or COLLECTION_SETTINGS.get(coll.name, SETTINGS)
     t0 = time.perf_counter()
+    weights = encoder.weights_hash() if cache else None
     P = encode_cached(encoder, coll.pool["text"].tolist(), "passage", max_passage_length, batch_size, cache,
-                      progress and f"{coll.name} pool")
+                      progress and f"{coll.name} pool", weights)
     t1 = time.perf_counter()
     Q = encode_cached(encoder, coll.queries["text"].tolist(), "query", max_query_length, batch_size, cache,
-                      progress and f"{coll.name} queries")
+                      progress and f"{coll.name} queries", weights)
     t2 = time.perf_counter()
     if Q.shape[1] != P.shape[1]:
         raise ValueError(f"{coll.name}: query embeddings have dimension {Q.shape[1]}, pool {P.shape[1]}")

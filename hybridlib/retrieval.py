@@ -13,6 +13,16 @@ def _check(queries: np.ndarray, pool: np.ndarray) -> None:
         raise ValueError("empty pool")
 
 
+def ranks_in(scores: torch.Tensor, relevant: np.ndarray) -> np.ndarray:
+    """1-based ranks of the ``relevant`` positions in the ranking of ``scores`` (N,) by descending score,
+    ties broken by position (as a stable sort would)."""
+    rel = torch.as_tensor(relevant, dtype=torch.long)
+    target = scores[rel]
+    higher = (scores[None, :] > target[:, None]).sum(1)
+    tied_before = ((scores[None, :] == target[:, None]) & (torch.arange(len(scores))[None, :] < rel[:, None])).sum(1)
+    return (higher + tied_before + 1).numpy()
+
+
 def relevant_ranks(queries: np.ndarray, pool: np.ndarray, relevant: list[np.ndarray], block: int = 256) -> list[np.ndarray]:
     """1-based rank, in the ranking of the whole ``pool`` by inner product, of each query's relevant items.
 
@@ -23,13 +33,7 @@ def relevant_ranks(queries: np.ndarray, pool: np.ndarray, relevant: list[np.ndar
     out = []
     for start in range(0, len(queries), block):
         S = torch.from_numpy(np.ascontiguousarray(queries[start:start + block], dtype=np.float32)) @ P.T
-        for i, rel in enumerate(relevant[start:start + block]):
-            rel_t = torch.as_tensor(rel, dtype=torch.long)
-            s = S[i]
-            target = s[rel_t]
-            higher = (s[None, :] > target[:, None]).sum(1)
-            tied_before = ((s[None, :] == target[:, None]) & (torch.arange(len(s))[None, :] < rel_t[:, None])).sum(1)
-            out.append((higher + tied_before + 1).numpy())
+        out.extend(ranks_in(S[i], rel) for i, rel in enumerate(relevant[start:start + block]))
     return out
 
 
