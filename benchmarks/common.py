@@ -33,6 +33,21 @@ def alternate(a, b, rounds: int = 3) -> dict:
             "speedup_min": min(ratios), "speedup_max": max(ratios)}
 
 
+def flops_per_token(encoder, mean_length: float) -> float:
+    """Forward FLOPs per token: 2 x the dense (matrix) parameters outside the embeddings, plus attention's
+    two (T x T x H) products per layer, 4 x T x H per token."""
+    cfg = encoder.model.config
+    dense = sum(p.numel() for n, p in encoder.model.named_parameters() if "embeddings" not in n and p.dim() == 2)
+    return 2 * dense + 4 * cfg.num_hidden_layers * mean_length * cfg.hidden_size
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    """FLOP/s of a large dense matmul in ``dtype``: the machine's practical peak for these kernels."""
+    x = torch.randn(n, n).to(dtype)
+    x @ x
+    return 2 * n**3 / timed(lambda: x @ x, 5)
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import torch
-from common import alternate, save, timed
+from common import alternate, flops_per_token, matmul_peak, save, timed
 
 from hybridlib.encoders import load_encoder
 from hybridlib.evalsets import xquad_r
@@ -31,16 +31,9 @@ c = ours.encode(texts, "passage", BATCH, MAXLEN)
 bf16_s = timed(lambda: ours.encode(texts, "passage", BATCH, MAXLEN))
 ours.bf16 = False
 
-# Model FLOPs per token: 2 x non-embedding parameters (matmuls) + attention (4 x T x H per layer), forward.
 tokens = sum(len(x) for x in ours.tokenizer(["passage: " + t for t in texts], truncation=True, max_length=MAXLEN)["input_ids"])
-cfg = ours.model.config
-dense = sum(p.numel() for n, p in ours.model.named_parameters() if "embeddings" not in n and p.dim() == 2)
-mean_len = tokens / N
-flops = tokens * (2 * dense + 4 * cfg.num_hidden_layers * mean_len * cfg.hidden_size)
-x = torch.randn(2048, 2048)
-peak32 = 2 * 2048**3 / timed(lambda: x @ x, 5)
-xb = x.bfloat16()
-peak16 = 2 * 2048**3 / timed(lambda: xb @ xb, 5)
+flops = tokens * flops_per_token(ours, tokens / N)
+peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
 
 pool = torch.nn.functional.normalize(torch.randn(13014, 384), dim=-1).numpy()
 queries = torch.nn.functional.normalize(torch.randn(13090, 384), dim=-1).numpy()

@@ -1,92 +1,173 @@
 """Training throughput: hybridlib's trainer against sentence-transformers' model + MultipleNegativesRankingLoss
 (scale 20 = temperature 0.05) on the same model, pairs, batch size, max lengths, frozen word embeddings and
-threads, alternating A and B; the first losses of both show the work is the same. Also the cost of each
-gradient combiner against two plain backward passes on the same two batches."""
+threads; each run in a fresh process (so its peak memory is its own), alternating A and B; the losses of
+both show the work is the same. Also hybridlib with one padded batch per side (``length_chunks=1``, what
+sentence-transformers computes), the FLOP/s of a step against the machine's matmul peak, and a gradient-mixing
+step against two plain steps on the same two batches."""
 import os
+import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import numpy as np
 import torch
-from common import peak_rss_gb, save
+from common import flops_per_token, matmul_peak, peak_rss_gb, save, timed
 
-from hybridlib.combiners import COMBINERS, make_combiner
-from hybridlib.encoders import load_encoder
-from hybridlib.pairs import mlqa_split
-from hybridlib.paths import cache_dir
-from hybridlib.trainer import TrainConfig, Trainer, read_log
-
-B, STEPS, QLEN, PLEN = 32, (2 if os.environ.get("BENCH_QUICK") else 6), 64, 128
-train, _, _ = mlqa_split()
+MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
+           "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+B, STEPS, QLEN, PLEN = 32, (2 if os.environ.get("BENCH_QUICK") else 8), 64, 128
+ROUNDS = 1 if os.environ.get("BENCH_QUICK") else 2
 
 
-def hybridlib_run(bf16=False):
-    enc = load_encoder()
-    cfg = TrainConfig("ml", batch_size=B, budget_pairs=B * STEPS, probe_every=0, checkpoint_every=10**6,
-                      max_query_length=QLEN, max_passage_length=PLEN, dropout=0.0, bf16=bf16)
-    t = Trainer(enc, train, cfg, tempfile.mkdtemp(), progress=False)
-    start = time.perf_counter()
-    s = t.train()
-    return time.perf_counter() - start, s["tokens_per_s"], t
+def pairs_and_batches():
+    from hybridlib.pairs import mlqa_split
+    from hybridlib.samplers import make_sampler
+    train, _, _ = mlqa_split()
+    return train, list(make_sampler("ml", train, B, seed=0))[:STEPS]
 
 
-def st_run(batches):
+def hybridlib_run(bf16: bool, chunks: int) -> dict:
+    from hybridlib.encoders import load_encoder
+    from hybridlib.trainer import TrainConfig, Trainer, read_log
+    train, _ = pairs_and_batches()
+    cfg = TrainConfig("ml", batch_size=B, budget_pairs=B * STEPS, probe_every=0, checkpoint_every=10**6, lr=3e-5,
+                      warmup=0.0, max_query_length=QLEN, max_passage_length=PLEN, dropout=0.0, bf16=bf16,
+                      length_chunks=chunks)
+    trainer = Trainer(load_encoder(), train, cfg, tempfile.mkdtemp(), progress=False)
+    trainer.train()
+    log = read_log(trainer.run_dir)
+    return {"seconds": float(log["seconds"].iloc[1:].sum()), "losses": log["loss"].tolist(),
+            "tokens": trainer.tokens, "peak_rss_gb": peak_rss_gb()}
+
+
+def st_run(bf16: bool) -> dict:
+    """sentence-transformers' model and loss in a plain loop (no Trainer overhead: its most favourable case)."""
     from sentence_transformers import SentenceTransformer, losses
+
+    from hybridlib.paths import cache_dir
+    train, batches = pairs_and_batches()
     model = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device="cpu")
     model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
-    model[0].auto_model.config.hidden_dropout_prob = 0.0
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     loss_fn = losses.MultipleNegativesRankingLoss(model, scale=20.0)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5)
     model.train()
-    first, start = None, time.perf_counter()
+    out, seconds = [], []
     for rows in batches:
+        start = time.perf_counter()
         b = train.iloc[rows]
         model.max_seq_length = QLEN
         q = model.tokenize(["query: " + t for t in b["question"]])
         model.max_seq_length = PLEN
         p = model.tokenize(["passage: " + t for t in b["passage"]])
-        loss = loss_fn([q, p], None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # what its Trainer does with bf16=True
+            loss = loss_fn([q, p], None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad()
-        first = first if first is not None else float(loss)
-    return time.perf_counter() - start, first
+        out.append(float(loss))
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": sum(seconds[1:]), "losses": out, "peak_rss_gb": peak_rss_gb()}
 
 
-results = {"ours_s": [], "st_s": []}
-for _ in range(2):  # A B A B
-    secs, tps, trainer = hybridlib_run()
-    results["ours_s"].append(secs)
-    from hybridlib.samplers import make_sampler
-    batches = list(make_sampler("ml", train, B, seed=0))[:STEPS]
-    st_secs, st_first = st_run(batches)
-    results["st_s"].append(st_secs)
-ours_first = float(read_log(trainer.run_dir)["loss"].iloc[0])
-bf_secs, _, _ = hybridlib_run(bf16=True)
+def fresh(fn, *args) -> dict:
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
-# Gradient combiners on real gradients: two objectives' flat gradients (the trainable parameters).
-# The combiners' cost depends only on the gradient size: two random gradients of the trainable size.
-g = torch.randn(2, sum(p.numel() for p in trainer.params))
-backward_s = np.median(results["ours_s"]) / STEPS  # one step = one forward + backward + optimizer on one batch
-combine = {}
-for name in COMBINERS:
-    c = make_combiner(name)
-    start = time.perf_counter()
-    for _ in range(5):
-        c(g)
-    combine[name] = (time.perf_counter() - start) / 5
-save("train", {
-    "batch_size": B, "steps": STEPS, "max_lengths": [QLEN, PLEN], "frozen_word_embeddings": True,
-    "hybridlib_pairs_per_s": B * STEPS / float(np.median(results["ours_s"])),
-    "sentence_transformers_pairs_per_s": B * STEPS / float(np.median(results["st_s"])),
-    "speedup_over_sentence_transformers": float(np.median(np.array(results["st_s"]) / np.array(results["ours_s"]))),
-    "hybridlib_bf16_pairs_per_s": B * STEPS / bf_secs,
-    "first_loss": {"hybridlib": ours_first, "sentence_transformers": st_first},
-    "raw_seconds": results, "peak_rss_gb": peak_rss_gb(),
-    "combiner_seconds_per_step": combine, "plain_step_seconds": backward_s,
-    "mixing_overhead_vs_two_plain_steps": {n: (2 * backward_s + s) / (2 * backward_s) for n, s in combine.items()},
-})
+
+def mixing_overhead(rounds: int = 3) -> dict:
+    """Seconds of one gradient-mixing step (two batches, two gradients, the combiner, one optimizer step)
+    against two plain steps on the same two batches, alternating; median ratio per combiner."""
+    from hybridlib.combiners import COMBINERS
+    from hybridlib.encoders import load_encoder
+    from hybridlib.trainer import TrainConfig, Trainer
+    train, batches = pairs_and_batches()
+    encoder = load_encoder()
+    kw = {"batch_size": B, "budget_pairs": 2 * B * STEPS, "probe_every": 0, "max_query_length": QLEN,
+          "max_passage_length": PLEN, "dropout": 0.0, "bf16": False}
+    plain = Trainer(encoder, train, TrainConfig("ml", **kw), tempfile.mkdtemp(), progress=False)
+    a, b = batches[0], batches[1]
+    plain.update(a)  # warm-up
+    out = {}
+    for name in COMBINERS:
+        mixing = Trainer(encoder, train, TrainConfig(name, **kw), tempfile.mkdtemp(), progress=False)
+        ratios = []
+        for _ in range(rounds):
+            two = timed(lambda: (plain.update(a), plain.update(b)))
+            one = timed(lambda: mixing.update(a + b))  # noqa: B023
+            ratios.append(one / two)
+        out[name] = {"ratio": statistics.median(ratios), "range": [min(ratios), max(ratios)],
+                     "extra_memory_gb": 2 * sum(p.numel() for p in mixing.params) * 4 / 2**30}
+    return out
+
+
+def op_profile() -> list[dict]:
+    """Where a (fp32, warm) training step's CPU time goes, by operator: the share in matrix products bounds
+    the fraction of the matmul peak a step can reach."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from hybridlib.encoders import load_encoder
+    from hybridlib.trainer import TrainConfig, Trainer
+    train, batches = pairs_and_batches()
+    cfg = TrainConfig("ml", batch_size=B, budget_pairs=B * STEPS, probe_every=0, max_query_length=QLEN,
+                      max_passage_length=PLEN, dropout=0.0, bf16=False)
+    trainer = Trainer(load_encoder(), train, cfg, tempfile.mkdtemp(), progress=False)
+    trainer.update(batches[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        trainer.update(batches[1])
+    ops = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
+    total = sum(t for _, t in ops)
+    return [{"op": k, "share": t / total} for k, t in sorted(ops, key=lambda x: -x[1])[:12]]
+
+
+def main():
+    from hybridlib.encoders import load_encoder
+    sides = {"hybridlib": (hybridlib_run, False, 4), "sentence_transformers": (st_run, False),
+             "hybridlib_one_padded_batch": (hybridlib_run, False, 1),
+             "hybridlib_bf16": (hybridlib_run, True, 4), "sentence_transformers_bf16": (st_run, True)}
+    runs = {k: [] for k in sides}
+    for _ in range(ROUNDS):  # A B C ... A B C ...: drifts in machine load hit every side
+        for name, (fn, *args) in sides.items():
+            runs[name].append(fresh(fn, *args))
+            print(name, f"{runs[name][-1]['seconds']:.1f} s", flush=True)
+    seconds = {k: [r["seconds"] for r in v] for k, v in runs.items()}
+    per_s = {k: B * (STEPS - 1) / statistics.median(v) for k, v in seconds.items()}
+    ratio = lambda a, b: [y / x for x, y in zip(seconds[a], seconds[b])]
+    ours = runs["hybridlib"][0]
+    # FLOPs (the first, warm-up step excluded from every timing): forward 2 x dense parameters + attention per real token; backward twice the forward (weights and
+    # activations), less the frozen word embeddings, which are a lookup with no matmul.
+    encoder = load_encoder()
+    texts_tokens = ours["tokens"] / STEPS / (2 * B)
+    step_flops = 3 * flops_per_token(encoder, texts_tokens) * ours["tokens"] / STEPS
+    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    step_s = {k: statistics.median(v) / (STEPS - 1) for k, v in seconds.items()}
+    mixing = fresh(mixing_overhead)
+    ops = fresh(op_profile)
+    save("train", {
+        "batch_size": B, "steps": STEPS, "rounds": ROUNDS, "max_lengths": [QLEN, PLEN], "frozen_word_embeddings": True,
+        "length_chunks": 4, "pairs_per_s": per_s, "raw_seconds": seconds,
+        "speedup_over_sentence_transformers": statistics.median(ratio("hybridlib", "sentence_transformers")),
+        "speedup_range": [min(ratio("hybridlib", "sentence_transformers")), max(ratio("hybridlib", "sentence_transformers"))],
+        "speedup_over_sentence_transformers_bf16": statistics.median(ratio("hybridlib_bf16", "sentence_transformers_bf16")),
+        "speedup_from_length_chunks": statistics.median(ratio("hybridlib", "hybridlib_one_padded_batch")),
+        "losses": {k: v[0]["losses"] for k, v in runs.items()},
+        "max_loss_difference_fp32": float(np.max(np.abs(np.subtract(ours["losses"], runs["sentence_transformers"][0]["losses"])))),
+        "peak_rss_gb": {k: max(r["peak_rss_gb"] for r in v) for k, v in runs.items()},
+        "real_tokens_per_step": ours["tokens"] / STEPS,
+        "achieved_gflops_fp32": step_flops / step_s["hybridlib"] / 1e9,
+        "achieved_gflops_bf16": step_flops / step_s["hybridlib_bf16"] / 1e9,
+        "matmul_peak_gflops_fp32": peak32 / 1e9, "matmul_peak_gflops_bf16": peak16 / 1e9,
+        "fraction_of_matmul_peak_fp32": step_flops / step_s["hybridlib"] / peak32,
+        "fraction_of_matmul_peak_bf16": step_flops / step_s["hybridlib_bf16"] / peak16,
+        "matmul_share_of_step": sum(o["share"] for o in ops if o["op"] in MATMULS), "op_profile": ops,
+        "mixing_step_vs_two_plain_steps": mixing,
+    })
+
+
+if __name__ == "__main__":
+    main()

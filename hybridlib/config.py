@@ -31,6 +31,7 @@ class Profile:
     budget_pairs: int = 4096
     max_query_length: int = 64
     max_passage_length: int = 128
+    length_chunks: int = 4  # training batches encoded as length-sorted groups, each padded to its own longest
     lr: float = 3e-5
     temperature: float = 0.05
     freeze_embeddings: bool = True
@@ -45,21 +46,22 @@ class Profile:
     def __post_init__(self):
         check_range(self, "heldout_fraction", 0, 0.9)
         for f in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "encode_batch_size",
-                  "checkpoint_every"):
+                  "length_chunks", "checkpoint_every"):
             check_range(self, f, 1, None)
         if self.num_layers is not None:
             check_range(self, "num_layers", 1, 48)
         if self.eval_max_queries_per_language is not None:
             check_range(self, "eval_max_queries_per_language", 1, None)
         for strategy in self.strategies:
-            check_strategy(self.name, strategy)
+            check_strategy(f"profile {self.name}: strategies", strategy)
         bad = [c for c in self.eval_collections if c not in ("xquad-r", "mlqa-r", "tydi")]
         if bad:
             raise ConfigError(f"profile {self.name}: eval_collections has unknown {bad}; allowed: xquad-r, mlqa-r, tydi")
 
 
-def check_strategy(profile: str, strategy: str) -> None:
-    """A strategy is ``zero-shot``, a batch sampler (``xx``, ``xy``, ``ml``, ``hybrid(alpha)``) or a combiner."""
+def check_strategy(where: str, strategy: str) -> None:
+    """A strategy is ``zero-shot``, ``bm25``, a batch sampler (``xx``, ``xy``, ``ml``, ``hybrid(alpha)``) or a
+    gradient combiner; ``where`` names the field in the error."""
     from .combiners import COMBINERS
     from .samplers import SamplerError, parse
     if strategy in ("zero-shot", "bm25") or strategy in COMBINERS:
@@ -69,7 +71,7 @@ def check_strategy(profile: str, strategy: str) -> None:
     except SamplerError:
         name, args = None, {}
     if name in (None, "paired") or not 0 <= args.get("alpha", 0) <= 1:
-        raise ConfigError(f"profile {profile}: strategies has unknown {strategy!r}; allowed: zero-shot, bm25, xx, xy, ml, "
+        raise ConfigError(f"{where}: unknown strategy {strategy!r}; allowed: zero-shot, bm25, xx, xy, ml, "
                           f"hybrid(alpha) with alpha in [0, 1], {', '.join(COMBINERS)}")
 
 
@@ -136,3 +138,60 @@ def override(profile: Profile, **changes) -> Profile:
     changes = {k: v for k, v in changes.items() if v is not None}
     return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + parameters")
 
+
+
+def _directory(name, v, must_hold=None):
+    if not Path(v).is_dir():
+        raise ConfigError(f"parameter {name}={v!r}: no such directory")
+    if must_hold and not (Path(v) / must_hold).is_file():
+        raise ConfigError(f"parameter {name}={v!r}: no {must_hold} there (run notebook 01 first)")
+
+
+def _seed(name, v):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ConfigError(f"parameter {name}={v!r}: expected an integer >= 0")
+
+
+def _strategy(name, v, family=None):
+    if not isinstance(v, str):
+        raise ConfigError(f"parameter {name}={v!r}: expected a strategy name such as 'hybrid(0.5)'")
+    check_strategy(f"parameter {name}", v)
+    if family and not v.startswith(family + "("):
+        raise ConfigError(f"parameter {name}={v!r}: expected {family}(alpha), e.g. {family}(0.5)")
+
+
+def _output(name, v):
+    if not isinstance(v, str) or not v.strip() or Path(v).is_file():
+        raise ConfigError(f"parameter {name}={v!r}: expected a directory path (it is created when missing)")
+
+
+def _data_dir(name, v):
+    if not isinstance(v, str):
+        raise ConfigError(f"parameter {name}={v!r}: expected a path, or '' for the default data directory")
+    if v:
+        _directory(name, v)
+
+
+PARAMETERS = {  # notebook parameter -> its check
+    "SEED": _seed, "STRATEGY": _strategy, "HYBRID": lambda n, v: _strategy(n, v, "hybrid"),
+    "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
+    "DATA_OUT": lambda n, v: _directory(n, v, "train_pairs.parquet"),
+    "PROFILE_DIR": _directory, "BENCHMARKS": _output,
+}
+
+
+def check_parameters(**params) -> Profile | None:
+    """Validate a notebook's papermill parameters before any work: names, types, ranges, paths and strategy
+    names; returns the profile named by ``PROFILE`` (when given). Raises :class:`ConfigError` naming the
+    parameter and what is allowed."""
+    unknown = sorted(set(params) - set(PARAMETERS) - {"PROFILE"})
+    if unknown:
+        raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted([*PARAMETERS, 'PROFILE'])}")
+    for name, value in params.items():
+        if name != "PROFILE":
+            PARAMETERS[name](name, value)
+    if "PROFILE" not in params:
+        return None
+    if not isinstance(params["PROFILE"], str):
+        raise ConfigError(f"parameter PROFILE={params['PROFILE']!r}: expected a profile name (smoke, cpu, paper) or a YAML path")
+    return load_profile(params["PROFILE"])

@@ -97,12 +97,21 @@ class Encoder(nn.Module):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
         return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
 
-    def tokenize(self, texts: list[str], kind: str, max_length: int | None = None) -> dict[str, torch.Tensor]:
-        """Token ids and attention mask (B, T), padded to the longest text, prefixed for ``kind``."""
+    def embed(self, texts: list[str], kind: str, max_length: int | None = None, chunks: int = 1
+              ) -> tuple[torch.Tensor, int]:
+        """Embeddings (B, D) of ``texts`` with gradients (training), and the number of real tokens. The texts
+        are sorted by token length and cut into ``chunks`` groups, each padded only to its own longest text:
+        the same embeddings as one padded batch (padding is masked out), with about half the padding computed
+        on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it."""
         p = self.prefix(kind)
-        enc = self.tokenizer([p + t for t in texts], padding=True, truncation=True,
-                             max_length=max_length or self.spec.max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        ids = self.tokenizer([p + t for t in texts], truncation=True, max_length=max_length or self.spec.max_length)["input_ids"]
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        parts = []
+        for idx in np.array_split(order, min(chunks, len(order))):
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            parts.append(self(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)))
+        back = torch.from_numpy(np.argsort(order, kind="stable")).to(self.device)
+        return torch.cat(parts)[back], sum(len(x) for x in ids)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled, L2-normalised embeddings (B, D) of token ids and attention mask (B, T)."""

@@ -1,4 +1,6 @@
-"""Result files: tables (Parquet) and JSON, written atomically (temporary file, then rename)."""
+"""Result files: tables (Parquet) and JSON, written atomically (temporary file, then rename), each carrying
+its provenance (code version, model and weights hash, data checksums, profile, seed): a Parquet table in
+its file metadata (:func:`read_meta`), a JSON file as fields."""
 from __future__ import annotations
 
 import hashlib
@@ -14,10 +16,26 @@ from .data import SOURCES, data_file
 from .paths import atomic_write_bytes, atomic_write_text
 
 
-def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+META_KEY = b"hybridlib"
+
+
+def write_table(df: pd.DataFrame, path: str | Path, meta: dict | None = None) -> Path:
+    """Write ``df`` as Parquet, with ``meta`` (provenance) stored in the file's metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if meta is not None:
+        table = table.replace_schema_metadata({**table.schema.metadata, META_KEY: json.dumps(meta, default=str)})
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    pq.write_table(table, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_meta(path: str | Path) -> dict:
+    """The provenance stored in a table written by :func:`write_table` ({} when none)."""
+    import pyarrow.parquet as pq
+    raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -55,8 +73,10 @@ def data_checksums(datasets, data_dir=None) -> dict[str, str]:
     return out
 
 
-def provenance(encoder, profile, seed, datasets, data_dir=None) -> dict:
-    """What a results file needs to be traced back: code, model and its weights, data, profile, seed."""
+def provenance(encoder, profile, seed, datasets, data_dir=None, weights: str | None = None) -> dict:
+    """What a results file needs to be traced back: code, model and its weights (none before a model is
+    involved; ``weights`` when the caller has the hash already), data, profile, seed."""
     import dataclasses
-    return {"code_version": code_version(), "model": encoder.name, "weights_sha256": encoder.weights_hash(),
-            "data_sha256": data_checksums(datasets, data_dir), "profile": dataclasses.asdict(profile), "seed": seed}
+    model = {} if encoder is None else {"model": encoder.name, "weights_sha256": weights or encoder.weights_hash()}
+    return {"code_version": code_version(), **model, "data_sha256": data_checksums(datasets, data_dir),
+            "profile": dataclasses.asdict(profile), "seed": seed}

@@ -32,7 +32,7 @@ from .samplers import make_sampler, parse
 
 log = logging.getLogger(__name__)
 RESUME_FIELDS = ("strategy", "batch_size", "budget_pairs", "lr", "seed", "temperature", "freeze_embeddings",
-                 "max_query_length", "max_passage_length", "hard_negatives", "symmetric")
+                 "max_query_length", "max_passage_length", "length_chunks", "hard_negatives", "symmetric")
 
 
 class TrainingError(RuntimeError):
@@ -64,6 +64,7 @@ class TrainConfig:
     bf16: bool = True  # bfloat16 autocast where fast (CUDA, or a CPU with AMX); fp32 elsewhere
     max_query_length: int = 64
     max_passage_length: int = 128
+    length_chunks: int = 4  # each side of a batch encoded as this many length-sorted groups (less padding)
     seed: int = 0
     checkpoint_every: int = 50
     probe_every: int = 10  # gradient-cosine probe for sampler strategies; 0 = off
@@ -79,7 +80,8 @@ class TrainConfig:
             if name in (None, "paired"):
                 raise TrainingError(f"unknown strategy {self.strategy!r}; valid: xx, xy, ml, hybrid(alpha) "
                                     f"(batch samplers) or {', '.join(COMBINERS)} (gradient mixing)")
-        for name in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "checkpoint_every"):
+        for name in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "length_chunks",
+                     "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0 or not self.temperature > 0:
@@ -146,46 +148,53 @@ class Trainer:
         warm = max(1, int(c.warmup * c.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (c.steps - s) / max(1, c.steps - warm))))
-        self.step, self.epoch, self.probe_epoch = 0, 0, 0
+        self.step, self.epoch, self.probe_epoch, self.saved_step = 0, 0, 0, 0
         self.tokens = 0
 
     # ---- one objective's loss and gradient ---------------------------------------------------------
     def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:
         """InfoNCE of a batch slice (rows of the pair table), over the global batch; and its token count."""
-        c, enc, device = self.config, self.encoder, self.encoder.device
+        c, enc = self.config, self.encoder
         batch = self.pairs.iloc[rows]
-        q = enc.tokenize(batch["question"].tolist(), "query", c.max_query_length)
-        p = enc.tokenize(batch["passage"].tolist(), "passage", c.max_passage_length)
-        tokens = int(q["attention_mask"].sum() + p["attention_mask"].sum())
         with enc.autocast():
-            qe = enc(**{k: v.to(device) for k, v in q.items()})
-            pe = enc(**{k: v.to(device) for k, v in p.items()})
-            neg = None
+            qe, qt = enc.embed(batch["question"].tolist(), "query", c.max_query_length, c.length_chunks)
+            pe, pt = enc.embed(batch["passage"].tolist(), "passage", c.max_passage_length, c.length_chunks)
+            tokens, neg = qt + pt, None
             if c.hard_negatives and (batch["negative"] != "").all():
-                n = enc.tokenize(batch["negative"].tolist(), "passage", c.max_passage_length)
-                tokens += int(n["attention_mask"].sum())
-                neg = gather(enc(**{k: v.to(device) for k, v in n.items()}))
+                ne, nt = enc.embed(batch["negative"].tolist(), "passage", c.max_passage_length, c.length_chunks)
+                tokens, neg = tokens + nt, gather(ne)
             loss = info_nce(gather(qe), gather(pe), neg, c.temperature, c.symmetric)
         return loss, tokens
 
-    def gradient(self, rows: list[int], objective: str) -> tuple[torch.Tensor, float]:
-        """Flat gradient (P,) of one objective over the global batch, and its loss."""
+    def backward(self, rows: list[int], objective: str) -> float:
+        """Gradient of one objective over the global batch into the parameters' ``.grad`` (replacing what was
+        there); returns its loss."""
+        self.optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.loss(rows)
         self.tokens += tokens
         value = loss.item()
         if not math.isfinite(value):
-            raise NonFiniteError(f"step {self.step + 1}: non-finite {objective} loss ({value}); the last good "
-                                 f"checkpoint is {self.run_dir / 'checkpoint'} (step {self.saved_step})")
+            raise self.non_finite(f"{objective} loss ({value})")
         # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
-        grads = torch.autograd.grad(loss / self.world_size, self.params, allow_unused=True)
-        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                          for g, p in zip(grads, self.params)])
+        (loss / self.world_size).backward()
         if self.world_size > 1:
-            dist.all_reduce(flat)
-        if not torch.isfinite(flat).all():
-            raise NonFiniteError(f"step {self.step + 1}: non-finite {objective} gradient; the last good "
-                                 f"checkpoint is {self.run_dir / 'checkpoint'} (step {self.saved_step})")
-        return flat, value
+            for p in self.params:
+                dist.all_reduce(p.grad)
+        return value
+
+    def gradient(self, rows: list[int], objective: str) -> tuple[torch.Tensor, float, float]:
+        """Flat gradient (P,) of one objective (for the combiners), its loss and its norm."""
+        value = self.backward(rows, objective)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for p in self.params])
+        norm = float(flat.norm())
+        if not math.isfinite(norm):
+            raise self.non_finite(f"{objective} gradient (norm {norm})")
+        return flat, value, norm
+
+    def non_finite(self, what: str) -> NonFiniteError:
+        return NonFiniteError(f"step {self.step + 1}: non-finite {what}; the last good checkpoint is "
+                              f"{self.run_dir / 'checkpoint'} (step {self.saved_step})")
 
     def next_rows(self, sampler, epoch_attr: str, it_attr: str) -> list[int]:
         """The next batch of ``sampler``, moving to the next epoch when one ends."""
@@ -261,10 +270,43 @@ class Trainer:
         rows = self.next_rows(self.probe, "probe_epoch", "_probe_it")
         half = len(rows) // 2
         tokens = self.tokens
-        g_mono, _ = self.gradient(rows[:half], "probe mono")
-        g_cross, _ = self.gradient(rows[half:], "probe cross")
+        g_mono, _, n_mono = self.gradient(rows[:half], "probe mono")
+        g_cross, _, n_cross = self.gradient(rows[half:], "probe cross")
         self.tokens = tokens  # probe work is not training work
-        return float(g_mono @ g_cross / (g_mono.norm() * g_cross.norm() + 1e-12))
+        return float(g_mono @ g_cross) / (n_mono * n_cross + 1e-12)
+
+    def update(self, rows: list[int]) -> dict:
+        """One optimizer step on a batch (two halves, mono then cross, when mixing); its log entry."""
+        c = self.config
+        entry = {"step": self.step + 1}
+        if c.mixing:
+            half = len(rows) // 2
+            g_mono, l_mono, n_mono = self.gradient(rows[:half], "mono")
+            g_cross, l_cross, n_cross = self.gradient(rows[half:], "cross")
+            combined, w = self.combiner(torch.stack([g_mono, g_cross]))
+            offset = 0
+            for p in self.params:
+                p.grad = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
+                offset += p.numel()
+            entry |= {"loss": (l_mono + l_cross) / 2, "loss_mono": l_mono, "loss_cross": l_cross,
+                      "weight_mono": float(w[0]), "weight_cross": float(w[1]), "grad_norm_mono": n_mono,
+                      "grad_norm_cross": n_cross, "cosine": float(g_mono @ g_cross) / (n_mono * n_cross + 1e-12)}
+            objective = f"combined update ({c.strategy})"
+        else:
+            batch = self.pairs.iloc[rows]
+            objective = "mono" if (batch["qlang"] == batch["plang"]).all() else \
+                "cross" if (batch["qlang"] != batch["plang"]).all() else "mixed"
+            loss = self.backward(rows, objective)
+            entry |= {"loss": loss, f"loss_{objective}": loss, "batch_kind": objective}
+        norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm))
+        if not math.isfinite(norm):
+            raise self.non_finite(f"{objective} gradient (norm {norm})")
+        if not c.mixing:
+            entry[f"grad_norm_{objective}"] = norm
+        entry |= {"grad_norm": norm, "lr": self.scheduler.get_last_lr()[0]}
+        self.optimizer.step()
+        self.scheduler.step()
+        return entry
 
     def train(self) -> dict:
         """Train to the budget (resuming from a checkpoint when one exists); returns the run's summary."""
@@ -283,37 +325,7 @@ class Trainer:
         try:
             while self.step < c.steps:
                 t0 = time.perf_counter()
-                rows = self.next_rows(self.sampler, "epoch", "_it")
-                entry = {"step": self.step + 1}
-                if c.mixing:
-                    half = len(rows) // 2
-                    g_mono, l_mono = self.gradient(rows[:half], "mono")
-                    g_cross, l_cross = self.gradient(rows[half:], "cross")
-                    update, w = self.combiner(torch.stack([g_mono, g_cross]))
-                    entry |= {"loss_mono": l_mono, "loss_cross": l_cross, "weight_mono": float(w[0]),
-                              "weight_cross": float(w[1]), "grad_norm_mono": float(g_mono.norm()),
-                              "grad_norm_cross": float(g_cross.norm()),
-                              "cosine": float(g_mono @ g_cross / (g_mono.norm() * g_cross.norm() + 1e-12))}
-                    entry["loss"] = (l_mono + l_cross) / 2
-                else:
-                    batch = self.pairs.iloc[rows]
-                    kind = "mono" if (batch["qlang"] == batch["plang"]).all() else \
-                        "cross" if (batch["qlang"] != batch["plang"]).all() else "mixed"
-                    update, loss = self.gradient(rows, kind)
-                    entry |= {"loss": loss, f"loss_{kind}": loss, "batch_kind": kind,
-                              f"grad_norm_{kind}": float(update.norm())}
-                if not torch.isfinite(update).all():
-                    raise NonFiniteError(f"step {self.step + 1}: non-finite combined update ({c.strategy}); the last "
-                                         f"good checkpoint is {self.run_dir / 'checkpoint'} (step {self.saved_step})")
-                offset = 0
-                for p in self.params:
-                    p.grad = update[offset:offset + p.numel()].view_as(p).to(p.dtype)
-                    offset += p.numel()
-                entry["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm))
-                entry["lr"] = self.scheduler.get_last_lr()[0]
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                entry = self.update(self.next_rows(self.sampler, "epoch", "_it"))
                 self.step += 1
                 dt = time.perf_counter() - t0  # the probe below is measurement, not training
                 if self.probe and (self.step % c.probe_every == 0 or self.step == 1):
@@ -352,8 +364,8 @@ def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_json(path, lines=True)
 
 
-TRAIN_FIELDS = ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "lr", "temperature",
-                "freeze_embeddings", "hard_negatives", "dropout", "checkpoint_every", "probe_every", "bf16")
+TRAIN_FIELDS = ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "length_chunks", "lr",
+                "temperature", "freeze_embeddings", "hard_negatives", "dropout", "checkpoint_every", "probe_every", "bf16")
 
 
 def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, run_dir: str | os.PathLike,
@@ -361,7 +373,7 @@ def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, ru
     """Train one (strategy, seed) of a profile on notebook 01's pairs into ``run_dir`` (resumable), save the
     encoder to ``run_dir/model`` and the summary to ``run_dir/train_summary.json``."""
     from .encoders import load_encoder
-    from .store import read_table, write_json
+    from .store import provenance, read_meta, read_table, write_json
 
     setup_distributed()
     run_dir = Path(run_dir)
@@ -369,7 +381,8 @@ def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, ru
     done = run_dir / "train_summary.json"
     if done.is_file() and (run_dir / "model").is_dir():  # finished before: nothing to redo
         return json.loads(done.read_text())
-    pairs = read_table(Path(data_out) / "train_pairs.parquet")
+    pairs_path = Path(data_out) / "train_pairs.parquet"
+    pairs = read_table(pairs_path)
     if profile.tydi_train:
         from .data import load_all
         from .pairs import tydi_pairs
@@ -379,7 +392,8 @@ def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, ru
     summary = Trainer(encoder, pairs, config, run_dir, progress=progress).train()
     if world()[0] == 0:
         encoder.save(run_dir / "model")
-        summary["weights_sha256"] = encoder.weights_hash()
+        summary |= provenance(encoder, profile, seed, ["tydi-train"] if profile.tydi_train else [])
+        summary["data_sha256"] |= read_meta(pairs_path).get("data_sha256", {})  # the pairs' sources
         write_json(summary, done)  # marks the run trained; the checkpoint is no longer needed
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     return summary

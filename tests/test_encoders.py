@@ -93,3 +93,21 @@ def test_zero_shot_english_xquad_r_far_above_chance(encoder):
     mrr = (1 / rank).mean()
     chance = (1 / np.arange(1, len(pool) + 1)).mean()  # expected MRR of a random ranking, one relevant item
     assert mrr > 0.5 and mrr > 10 * chance, (mrr, chance, len(pool))
+
+
+def test_length_chunks_give_the_embeddings_and_gradients_of_one_padded_batch(small_encoder):
+    import torch
+    texts = ["Wer schrieb Faust?", "Goethe schrieb den Faust in zwei Teilen, der erste erschien 1808.", "Hi",
+             "ゲーテはファウストを書いた。", "Who wrote Faust, the tragedy in two parts?", "¿Quién?", "x " * 40]
+    grads = []
+    for chunks in (1, 3, 7, 50):
+        small_encoder.zero_grad()
+        emb, tokens = small_encoder.embed(texts, "passage", 32, chunks)
+        (emb * torch.arange(emb.numel()).view_as(emb).sin()).sum().backward()
+        grads.append((emb.detach(), tokens, small_encoder.model.encoder.layer[0].output.dense.weight.grad.clone()))
+    lengths = [len(x) for x in small_encoder.tokenizer(["passage: " + t for t in texts], truncation=True, max_length=32)["input_ids"]]
+    for emb, tokens, grad in grads[1:]:
+        assert tokens == sum(lengths) == grads[0][1]
+        torch.testing.assert_close(emb, grads[0][0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(grad, grads[0][2], atol=1e-5, rtol=1e-4)
+    small_encoder.zero_grad()

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from hybridlib.config import load_profile, override
-from hybridlib.trainer import NonFiniteError, TrainConfig, Trainer, TrainingError, read_log, train_run
+from hybridlib.trainer import (
+    NonFiniteError,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    read_log,
+    train_run,
+)
 
 from .conftest import needs_data
 
@@ -91,25 +98,34 @@ def test_trained_model_loads_in_sentence_transformers(data_out, tmp_path):
     assert (log["weight_mono"] + log["weight_cross"]).round(6).eq(1).all()  # MGDA: convex weights
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_out, tmp_path, small_encoder, monkeypatch):
+@pytest.mark.parametrize("strategy, poison, message", [
+    ("xx", "loss", r"step 3: non-finite mono loss \(nan\)"),
+    ("xx", "gradient", r"step 3: non-finite mono gradient \(norm nan\)"),
+    ("pcgrad", "gradient", r"step 2: non-finite cross gradient \(norm nan\)"),  # 4th objective: step 2's cross
+])
+def test_non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(data_out, tmp_path, small_encoder,
+                                                                              monkeypatch, strategy, poison, message):
     from hybridlib import store
     pairs = store.read_table(data_out / "train_pairs.parquet")
-    config = TrainConfig("xx", batch_size=8, budget_pairs=64, checkpoint_every=2, probe_every=0,
+    config = TrainConfig(strategy, batch_size=8, budget_pairs=64, checkpoint_every=1, probe_every=0,
                          max_query_length=32, max_passage_length=32)
     trainer = Trainer(small_encoder, pairs, config, tmp_path, progress=False)
-    real = trainer.loss
+    real, bad_call = trainer.loss, 3 if strategy == "xx" else 4
     calls = {"n": 0}
 
-    def poisoned(rows):
+    def poisoned(rows):  # a NaN loss, or a finite loss whose gradient is NaN (d sqrt(x)/dx at 0)
         calls["n"] += 1
         loss, tokens = real(rows)
-        return (loss * float("nan"), tokens) if calls["n"] == 3 else (loss, tokens)
+        if calls["n"] == bad_call:
+            loss = loss * float("nan") if poison == "loss" else loss + torch.sqrt(0 * trainer.params[-1].sum())
+        return loss, tokens
 
     monkeypatch.setattr(trainer, "loss", poisoned)
-    with pytest.raises(NonFiniteError, match=r"step 3: non-finite mono loss \(nan\).*checkpoint.*\(step 2\)"):
+    last = 2 if strategy == "xx" else 1
+    with pytest.raises(NonFiniteError, match=message + rf".*checkpoint.*\(step {last}\)"):
         trainer.train()
     state = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)
-    assert state["step"] == 2
+    assert state["step"] == last
 
 
 def test_mismatched_and_unreadable_checkpoints(data_out, tmp_path, small_encoder):
@@ -129,3 +145,25 @@ def test_bad_training_parameters():
         TrainConfig("adam")
     with pytest.raises(TrainingError, match=r"budget_pairs=40 is smaller than one step \(64 pairs for strategy 'pcgrad'\)"):
         TrainConfig("pcgrad", batch_size=32, budget_pairs=40)
+
+
+def test_same_profile_and_seed_give_bit_identical_weights_and_results(data_out, tmp_path):
+    """Same machine, same torch build, same thread count (torch.get_num_threads()); CPU kernels here are
+    deterministic at a fixed thread count, and every random draw comes from a seeded generator."""
+    from hybridlib import evalsets
+    from hybridlib.encoders import load_encoder
+    from hybridlib.evaluate import evaluate, subset
+    profile = override(load_profile("smoke"), budget_pairs=32)
+    coll = subset(evalsets.xquad_r(), 3)
+    runs = []
+    for name in ("a", "b"):
+        summary = train_run(profile, "pcgrad", 7, data_out, tmp_path / name, progress=False)
+        per_query, _, _ = evaluate(load_encoder(str(tmp_path / name / "model")), coll, cache=False, progress=False)
+        runs.append((summary, params(tmp_path / name), read_log(tmp_path / name), per_query))
+    (sa, pa, la, qa), (sb, pb, lb, qb) = runs
+    assert sa["weights_sha256"] == sb["weights_sha256"] and all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert la.drop(columns=["seconds", "pairs_per_s"]).equals(lb.drop(columns=["seconds", "pairs_per_s"]))
+    assert qa.equals(qb)
+    for key in ("code_version", "model", "weights_sha256", "data_sha256", "profile", "seed"):
+        assert key in sa, key
+    assert sa["seed"] == 7 and sa["profile"]["name"] == "smoke" and sa["model"].startswith("embedded:")
