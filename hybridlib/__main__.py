@@ -26,6 +26,15 @@ def main(argv=None) -> int:
     v.add_argument("--tolerance", type=float, default=1e-6)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from .config import ConfigError
+    try:
+        return command(args)
+    except ConfigError as e:  # a wrong profile field or parameter: the message says which and what is allowed
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def command(args) -> int:
     if args.command == "verify":
         from .compare import reproduction
         table = reproduction(args.a, args.b)
@@ -36,10 +45,15 @@ def main(argv=None) -> int:
     if args.command == "train":
         import yaml
 
-        from .config import load_profile, override
+        from .config import ConfigError, check_parameters, override
         from .trainer import train_run
+        bad = [kv for kv in args.set if "=" not in kv]
+        if bad:
+            raise ConfigError(f"--set {bad}: expected FIELD=VALUE")
         changes = dict(kv.split("=", 1) for kv in args.set)
-        profile = override(load_profile(args.profile), **{k: yaml.safe_load(v) for k, v in changes.items()})
+        profile = check_parameters(PROFILE=args.profile, STRATEGY=args.strategy, SEED=args.seed, DATA_OUT=args.data,
+                                   RUN_DIR=args.run_dir)
+        profile = override(profile, **{k: yaml.safe_load(v) for k, v in changes.items()})
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
         print({k: v for k, v in summary.items() if k != "config"})
         return 0

@@ -36,7 +36,7 @@ class Profile:
     temperature: float = 0.05
     freeze_embeddings: bool = True
     dropout: float | None = None
-    bf16: bool = True  # bfloat16 autocast where the hardware makes it fast (CUDA, CPU with AMX)
+    bf16: bool = True  # bfloat16 autocast where it is faster: CUDA; on a CPU with AMX, encoding only
     checkpoint_every: int = 50
     probe_every: int = 10
     eval_collections: tuple[str, ...] = ("xquad-r", "mlqa-r", "tydi")

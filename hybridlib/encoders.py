@@ -50,10 +50,14 @@ HUB = {  # known hub models and how their authors pool them; other hub ids get m
 }
 
 
-def bf16_available(device: torch.device) -> bool:
-    """Whether bfloat16 autocast is fast here: a CUDA GPU that supports it, or a CPU with AMX tiles."""
+def bf16_available(device: torch.device, training: bool = False) -> bool:
+    """Whether bfloat16 autocast makes this work faster: a CUDA GPU that supports it; on a CPU, encoding on
+    AMX tiles (2.8x fp32) but not training, where the backward pass on the small length-sorted chunks ran
+    slower than fp32 (benchmarks/results/train.json)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    if training:
+        return False
     try:
         return "amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -78,7 +82,7 @@ class Encoder(nn.Module):
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.bf16 and bf16_available(self.device) else "fp32"
+        return "bf16" if self.bf16 and bf16_available(self.device, self.training) else "fp32"
 
     def autocast(self):
         """bfloat16 autocast (fp32 accumulation) when ``bf16`` is on and the device has fast bf16, else a no-op."""

@@ -61,7 +61,7 @@ class TrainConfig:
     freeze_embeddings: bool = True  # the 96M-row word embeddings: most parameters, most optimizer time on a CPU
     gradient_checkpointing: bool = False
     dropout: float | None = None  # None keeps the model's
-    bf16: bool = True  # bfloat16 autocast where fast (CUDA, or a CPU with AMX); fp32 elsewhere
+    bf16: bool = True  # bfloat16 autocast where it is faster (CUDA); fp32 elsewhere, CPU training included
     max_query_length: int = 64
     max_passage_length: int = 128
     length_chunks: int = 4  # each side of a batch encoded as this many length-sorted groups (less padding)
@@ -144,7 +144,7 @@ class Trainer:
         decay = [p for n, p in zip(self.names, self.params) if not (n.endswith("bias") or "LayerNorm" in n)]
         no_decay = [p for n, p in zip(self.names, self.params) if n.endswith("bias") or "LayerNorm" in n]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=c.lr)
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, fused=True)
         warm = max(1, int(c.warmup * c.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (c.steps - s) / max(1, c.steps - warm))))
@@ -179,7 +179,8 @@ class Trainer:
         (loss / self.world_size).backward()
         if self.world_size > 1:
             for p in self.params:
-                dist.all_reduce(p.grad)
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
         return value
 
     def gradient(self, rows: list[int], objective: str) -> tuple[torch.Tensor, float, float]:

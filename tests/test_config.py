@@ -100,3 +100,17 @@ def test_a_notebook_with_a_bad_parameter_stops_before_any_work(tmp_path):
                                    parameters={"SEED": "zero", "RUN_DIR": str(run), "DATA_OUT": str(tmp_path)},
                                    cwd=REPO_ROOT / "notebooks", progress_bar=False, kernel_name="python3")
     assert not run.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--strategy", "adam", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "parameter STRATEGY: unknown strategy 'adam'"),
+    (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "parameter DATA_OUT=.*no train_pairs.parquet"),
+    (["run", "--profile", "gpu", "--dry-run"], "unknown profile 'gpu'"),
+])
+def test_command_line_reports_bad_parameters_without_a_traceback(tmp_path, capsys, argv, message):
+    import re
+
+    from hybridlib.__main__ import main
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search("error: .*" + message, err) and "Traceback" not in err
