@@ -79,6 +79,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.name, self.model, self.tokenizer, self.spec = name, model, tokenizer, spec
         self.bf16 = False  # autocast matrix products to bfloat16 where the hardware makes that fast
+        self.train(model.training)  # a loaded model is in eval mode: so is its encoder (precision depends on it)
 
     @property
     def precision(self) -> str:

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from hybridlib.encoders import ModelNotAvailable, load_encoder
+from hybridlib.encoders import ModelNotAvailable, bf16_available, load_encoder
 
 from .conftest import needs_data
 
@@ -100,6 +100,7 @@ def test_length_chunks_give_the_embeddings_and_gradients_of_one_padded_batch(sma
     texts = ["Wer schrieb Faust?", "Goethe schrieb den Faust in zwei Teilen, der erste erschien 1808.", "Hi",
              "ゲーテはファウストを書いた。", "Who wrote Faust, the tragedy in two parts?", "¿Quién?", "x " * 40]
     grads = []
+    small_encoder.eval()  # no dropout (another test may have left it training)
     for chunks in (1, 3, 7, 50):
         small_encoder.zero_grad()
         emb, tokens = small_encoder.embed(texts, "passage", 32, chunks)
@@ -111,3 +112,12 @@ def test_length_chunks_give_the_embeddings_and_gradients_of_one_padded_batch(sma
         torch.testing.assert_close(emb, grads[0][0], atol=1e-5, rtol=0)
         torch.testing.assert_close(grad, grads[0][2], atol=1e-5, rtol=1e-4)
     small_encoder.zero_grad()
+
+
+def test_a_loaded_encoder_is_in_eval_mode_and_uses_bf16_for_encoding_only_where_fast():
+    enc = load_encoder(num_layers=1)
+    enc.bf16 = True
+    assert not enc.training and not enc.model.training
+    assert enc.precision == ("bf16" if bf16_available(enc.device) else "fp32")
+    enc.train()
+    assert enc.precision == "fp32"  # CPU training stays in fp32
