@@ -139,7 +139,6 @@ def override(profile: Profile, **changes) -> Profile:
     return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + parameters")
 
 
-
 def _directory(name, v, must_hold=None):
     if not Path(v).is_dir():
         raise ConfigError(f"parameter {name}={v!r}: no such directory")
@@ -162,7 +161,7 @@ def _strategy(name, v, family=None):
 
 def _output(name, v):
     if not isinstance(v, str) or not v.strip() or Path(v).is_file():
-        raise ConfigError(f"parameter {name}={v!r}: expected a directory path (it is created when missing)")
+        raise ConfigError(f"parameter {name}={v!r}: expected a directory path")
 
 
 def _data_dir(name, v):

@@ -15,7 +15,6 @@ from . import __version__
 from .data import SOURCES, data_file
 from .paths import atomic_write_bytes, atomic_write_text
 
-
 META_KEY = b"hybridlib"
 
 
@@ -73,10 +72,10 @@ def data_checksums(datasets, data_dir=None) -> dict[str, str]:
     return out
 
 
-def provenance(encoder, profile, seed, datasets, data_dir=None, weights: str | None = None) -> dict:
+def provenance(encoder, profile, seed, datasets, data_dir=None) -> dict:
     """What a results file needs to be traced back: code, model and its weights (none before a model is
-    involved; ``weights`` when the caller has the hash already), data, profile, seed."""
+    involved), data, profile, seed."""
     import dataclasses
-    model = {} if encoder is None else {"model": encoder.name, "weights_sha256": weights or encoder.weights_hash()}
+    model = {} if encoder is None else {"model": encoder.name, "weights_sha256": encoder.weights_hash()}
     return {"code_version": code_version(), **model, "data_sha256": data_checksums(datasets, data_dir),
             "profile": dataclasses.asdict(profile), "seed": seed}
