@@ -103,6 +103,31 @@ class TrainConfig:
         return self.budget_pairs // self.pairs_per_step
 
 
+class Stream:
+    """Endless batches of a sampler: when an epoch ends the next one (reshuffled) begins; resumable."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch, self._it = sampler, 0, None
+
+    def next(self) -> list[int]:
+        while True:
+            self._it = self._it or iter(self.sampler)
+            try:
+                return next(self._it)
+            except StopIteration:
+                self.epoch += 1
+                self.sampler.set_epoch(self.epoch)
+                self._it = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self._it = state["epoch"], None
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.load_state_dict(state["sampler"])
+
+
 def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -135,8 +160,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         kw = dict(seed=c.seed, rank=self.rank, world_size=self.world_size)
-        self.sampler = make_sampler("paired" if c.mixing else c.strategy, self.pairs, c.batch_size, **kw)
-        self.probe = make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": c.seed + 10_007}) \
+        self.batches = Stream(make_sampler("paired" if c.mixing else c.strategy, self.pairs, c.batch_size, **kw))
+        self.probe = Stream(make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": c.seed + 10_007})) \
             if not c.mixing and c.probe_every else None
         self.combiner = make_combiner(c.strategy, **({"c": c.cagrad_c} if c.strategy == "cagrad" else
                                                      {"beta": c.gradvac_beta} if c.strategy == "gradvac" else {})) \
@@ -148,7 +173,7 @@ class Trainer:
         warm = max(1, int(c.warmup * c.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (c.steps - s) / max(1, c.steps - warm))))
-        self.step, self.epoch, self.probe_epoch, self.saved_step = 0, 0, 0, 0
+        self.step, self.saved_step = 0, 0
         self.tokens = 0
 
     # ---- one objective's loss and gradient ---------------------------------------------------------
@@ -197,26 +222,12 @@ class Trainer:
         return NonFiniteError(f"step {self.step + 1}: non-finite {what}; the last good checkpoint is "
                               f"{self.run_dir / 'checkpoint'} (step {self.saved_step})")
 
-    def next_rows(self, sampler, epoch_attr: str, it_attr: str) -> list[int]:
-        """The next batch of ``sampler``, moving to the next epoch when one ends."""
-        while True:
-            it = getattr(self, it_attr, None)
-            if it is None:
-                it = iter(sampler)
-                setattr(self, it_attr, it)
-            try:
-                return next(it)
-            except StopIteration:
-                setattr(self, epoch_attr, getattr(self, epoch_attr) + 1)
-                sampler.set_epoch(getattr(self, epoch_attr))
-                setattr(self, it_attr, None)
-
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "probe_epoch": self.probe_epoch, "tokens": self.tokens,
+        return {"step": self.step, "tokens": self.tokens,
                 "params": {n: p.detach().cpu().clone() for n, p in zip(self.names, self.params)},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(), "probe": self.probe.state_dict() if self.probe else None,
+                "batches": self.batches.state_dict(), "probe": self.probe.state_dict() if self.probe else None,
                 "combiner": self.combiner.state_dict() if self.combiner else None,
                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "config": dataclasses.asdict(self.config), "model": self.encoder.name}
@@ -252,11 +263,9 @@ class Trainer:
                 p.copy_(s["params"][n])
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
-        self.step, self.epoch, self.probe_epoch, self.tokens = s["step"], s["epoch"], s["probe_epoch"], s["tokens"]
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.load_state_dict(s["sampler"])
+        self.step, self.tokens = s["step"], s["tokens"]
+        self.batches.load_state_dict(s["batches"])
         if self.probe:
-            self.probe.set_epoch(self.probe_epoch)
             self.probe.load_state_dict(s["probe"])
         if self.combiner:
             self.combiner.load_state_dict(s["combiner"])
@@ -268,7 +277,7 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------
     def probe_cosine(self) -> float:
-        rows = self.next_rows(self.probe, "probe_epoch", "_probe_it")
+        rows = self.probe.next()
         half = len(rows) // 2
         tokens = self.tokens
         g_mono, _, n_mono = self.gradient(rows[:half], "probe mono")
@@ -326,7 +335,7 @@ class Trainer:
         try:
             while self.step < c.steps:
                 t0 = time.perf_counter()
-                entry = self.update(self.next_rows(self.sampler, "epoch", "_it"))
+                entry = self.update(self.batches.next())
                 self.step += 1
                 dt = time.perf_counter() - t0  # the probe below is measurement, not training
                 if self.probe and (self.step % c.probe_every == 0 or self.step == 1):
