@@ -49,12 +49,13 @@ def write_json(obj, path: str | Path) -> Path:
 
 
 def code_version() -> str:
-    """The git commit of the checkout (with ``+dirty`` when it has changes), else the package version."""
+    """The git commit of the checkout (with ``+dirty`` when its code has changes; results under ``runs/`` and
+    ``benchmarks/results/`` are outputs, not code), else the package version."""
     root = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs",
+                                ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True, timeout=5)
         if head.returncode == 0:
             return head.stdout.strip()[:12] + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
