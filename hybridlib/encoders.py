@@ -52,7 +52,7 @@ HUB = {  # known hub models and how their authors pool them; other hub ids get m
 
 def bf16_available(device: torch.device, training: bool = False) -> bool:
     """Whether bfloat16 autocast makes this work faster: a CUDA GPU that supports it; on a CPU, encoding on
-    AMX tiles (2.8x fp32) but not training, where the backward pass on the small length-sorted chunks ran
+    AMX tiles (2.5x fp32) but not training, where the backward pass on the small length-sorted chunks ran
     slower than fp32 (benchmarks/results/train.json)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
