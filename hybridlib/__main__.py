@@ -1,4 +1,4 @@
-"""Command line: ``python -m hybridlib run --profile cpu [--dry-run] [--runs-dir DIR]``."""
+"""Command line: ``python -m hybridlib {run,train,verify}``; ``--help`` on each says more."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +10,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="hybridlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute a profile's notebooks with papermill (resumable)")
-    r.add_argument("--profile", default="cpu", help="smoke | cpu | paper, or a YAML file (default: cpu)")
+    r.add_argument("--profile", default="cpu", help="smoke | cpu | study | paper, or a YAML file (default: cpu)")
     r.add_argument("--runs-dir", default=None, help="results directory (default: runs/ in the repository)")
-    r.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    r.add_argument("--data-dir", default="", help="benchmark data directory (default: see README, Data)")
+    r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
+    r.add_argument("--dry-run", action="store_true", help="list what would run and why, run nothing")
+    r.add_argument("--adopt", action="store_true",
+                   help="record runs whose outputs exist but that have no manifest (written before manifests "
+                        "were kept) as done with the current settings, instead of running them again")
     t = sub.add_parser("train", help="train one run (works under torchrun --nproc_per_node=N)")
     t.add_argument("--profile", default="cpu")
     t.add_argument("--strategy", required=True, help="xx | xy | ml | hybrid(alpha) | sum | pcgrad | gradvac | cagrad | mgda")
@@ -23,47 +28,51 @@ def main(argv=None) -> int:
     v = sub.add_parser("verify", help="compare the results of two profile directories (reproduction check)")
     v.add_argument("a", help="e.g. runs/cpu (the committed run)")
     v.add_argument("b", help="e.g. /tmp/fresh/runs/cpu (a re-run)")
-    v.add_argument("--tolerance", type=float, default=1e-6)
+    v.add_argument("--tolerance", type=float, default=1e-6, help="largest difference, relative to max(1, |value|)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from .config import ConfigError
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from .errors import HybridError
     try:
         return command(args)
-    except ConfigError as e:  # a wrong profile field or parameter: the message says which and what is allowed
+    except (HybridError, OSError) as e:  # expected: the message names the file, field and value
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 def command(args) -> int:
+    from .config import load_profile, override, parse_overrides
     if args.command == "verify":
         from .compare import reproduction
-        table = reproduction(args.a, args.b)
+        table, problems = reproduction(args.a, args.b, args.tolerance)
         print(table.to_string(index=False))
-        worst = table["max_abs_diff_headline"].max()
-        print(f"largest headline difference {worst:.2e} (tolerance {args.tolerance:g})")
-        return 0 if worst <= args.tolerance else 1
+        for p in problems:
+            print(f"FAIL {p}", file=sys.stderr)
+        print(f"{len(table)} run(s) compared; {'reproduced' if not problems else f'{len(problems)} problem(s)'} "
+              f"(tolerance {args.tolerance:g})")
+        return 1 if problems else 0
+    profile = load_profile(args.profile)
+    if args.set:
+        profile = override(profile, **parse_overrides(args.set))
     if args.command == "train":
-        import yaml
-
-        from .config import ConfigError, check_parameters, override
+        from .config import check_parameters
         from .trainer import train_run
-        bad = [kv for kv in args.set if "=" not in kv]
-        if bad:
-            raise ConfigError(f"--set {bad}: expected FIELD=VALUE")
-        changes = dict(kv.split("=", 1) for kv in args.set)
-        profile = check_parameters(PROFILE=args.profile, STRATEGY=args.strategy, SEED=args.seed, DATA_OUT=args.data,
-                                   RUN_DIR=args.run_dir)
-        profile = override(profile, **{k: yaml.safe_load(v) for k, v in changes.items()})
+        check_parameters(STRATEGY=args.strategy, SEED=args.seed, DATA_OUT=args.data, RUN_DIR=args.run_dir)
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
-        print({k: v for k, v in summary.items() if k != "config"})
+        print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
     from .pipeline import run
-    status = run(args.profile, args.runs_dir, args.dry_run)
+    status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir)
+    width = max(map(len, status))
     for name, s in status.items():
-        print(f"{s:>24}  {name}" if len(s) < 24 else f"{name}: {s}")
+        print(f"{name:<{width}}  {s}")
     failed = [n for n, s in status.items() if s.startswith("failed")]
     if failed:
-        print(f"{len(failed)} task(s) failed: {failed}", file=sys.stderr)
+        print(f"{len(failed)} task(s) failed: {', '.join(failed)}", file=sys.stderr)
+    elif not args.dry_run:
+        print(f"results in {profile.name}: every task done")
     return 1 if failed else 0
 
 

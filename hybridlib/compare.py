@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .combiners import COMBINERS
 from .stats import holm, paired_randomization, seed_summary
+from .strategy import MIXED
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
 
@@ -36,23 +36,44 @@ def macro_weights(d: pd.DataFrame) -> np.ndarray:
     return 1.0 / (d.groupby(["qlang", "plang"], sort=False).ngroups * views)
 
 
-def reproduction(a: str | Path, b: str | Path) -> pd.DataFrame:
-    """Per run present in both profile directories: the largest absolute difference between their result
-    values (every collection, setting, language and metric), and the number of values compared."""
+def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
+    """Compare every run's results in two profile directories: per run the number of values, the largest
+    absolute difference, and the largest headline (``qlang = all``) difference relative to max(1, |value|)
+    (so rank distances, in the hundreds, are held to the same relative standard as mAP). Problems: a run
+    in one directory only, rows in one table only, unreadable tables, NaN values, headline differences
+    above ``tolerance``."""
+    key = ["collection", "setting", "qlang", "plang", "metric"]
+    runs = [{p.parent.name for p in Path(d).glob("*/results.parquet")} for d in (a, b)]
+    problems = [f"{run}: results in {d} only" for d, only in ((a, runs[0] - runs[1]), (b, runs[1] - runs[0]))
+                for run in sorted(only)]
+    if not runs[0] | runs[1]:
+        problems.append(f"no run has results.parquet in {a} or {b}")
     rows = []
-    for path in sorted(Path(a).glob("*/results.parquet")):
-        other = Path(b) / path.parent.name / "results.parquet"
-        if not other.is_file():
+    for run in sorted(runs[0] & runs[1]):
+        try:
+            ta, tb = (pd.read_parquet(Path(d) / run / "results.parquet") for d in (a, b))
+        except Exception as e:
+            problems.append(f"{run}: unreadable results ({type(e).__name__}: {e})")
             continue
-        key = ["collection", "setting", "qlang", "plang", "metric"]
-        m = pd.read_parquet(path).merge(pd.read_parquet(other), on=key, suffixes=("_a", "_b"))
+        m = ta.merge(tb, on=key, how="outer", suffixes=("_a", "_b"), indicator=True)
+        for side, d in (("left_only", a), ("right_only", b)):
+            if (m["_merge"] == side).any():
+                problems.append(f"{run}: {int((m['_merge'] == side).sum())} result rows only in {d}")
+        m = m[m["_merge"] == "both"]
+        nan = m[["value_a", "value_b"]].isna().any(axis=1) & (m["qlang"] == "all")
+        if nan.any():
+            problems.append(f"{run}: NaN headline value(s) for {sorted(set(m.loc[nan, 'metric']))}")
         diff = (m["value_a"] - m["value_b"]).abs()
-        headline_rows = m["qlang"] == "all"
-        rows.append({"run": path.parent.name, "values": len(m), "max_abs_diff": float(diff.max()),
-                     "max_abs_diff_headline": float(diff[headline_rows & (m["metric"] != "rank_distance")].max())})
-    if not rows:
-        raise FileNotFoundError(f"no run of {a} has results in {b} too")
-    return pd.DataFrame(rows)
+        rel = (diff / np.maximum(1.0, m["value_a"].abs()))[m["qlang"] == "all"]
+        worst = rel.idxmax() if rel.notna().any() else None
+        row = {"run": run, "values": len(m), "max_abs_diff": float(diff.max()) if len(m) else np.nan,
+               "max_rel_diff_headline": float(rel.max()) if worst is not None else np.nan,
+               "worst": "/".join(m.loc[worst, ["collection", "setting", "metric"]]) if worst is not None else ""}
+        if worst is not None and rel.max() > tolerance:
+            problems.append(f"{run}: {row['worst']} differs by {diff[worst]:.6g} ({m.loc[worst, 'value_a']:.6g} vs "
+                            f"{m.loc[worst, 'value_b']:.6g}), above the tolerance {tolerance:g}")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "values", "max_abs_diff", "max_rel_diff_headline", "worst"]), problems
 
 
 def headline(results: pd.DataFrame, rows: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
@@ -117,7 +138,7 @@ def seeds_table(results: pd.DataFrame, figures: dict[str, tuple[str, str, str]])
     return pd.DataFrame(rows)
 
 
-MIXING = list(COMBINERS)
+MIXING = list(MIXED)
 
 FIGURES = {  # label -> (collection, setting, metric)
     "XQuAD-R mono mAP": ("xquad-r", "mono", "map"),

@@ -1,85 +1,137 @@
-"""Profiles: every parameter of a study, as a YAML file, validated before any work starts."""
+"""Profiles: every parameter of a study in one validated dataclass, read from YAML, checked before any work.
+
+Each field says which stage of the study it changes (``data``, ``train``, ``eval``): the run layer
+(:mod:`hybridlib.runs`) keys a stage's outputs on exactly those fields, so changing the learning rate
+re-trains and re-evaluates, and changing the evaluation batch re-evaluates only.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+from .strategy import Strategy
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
+COLLECTIONS = ("xquad-r", "mlqa-r", "tydi")
+EMBEDDED_LAYERS = {"embedded:multilingual-e5-small": 12}
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a profile name is a directory name under the runs dir
 
 
-class ConfigError(ValueError):
-    """A profile or notebook parameter with a wrong type, range or name; the message names field and allowed values."""
+def stage(default, *stages: str):
+    return field(default=default, metadata={"stages": stages})
 
 
 @dataclass(frozen=True)
 class Profile:
     """One study's settings. Budgets are training pairs seen; every strategy gets the same budget."""
     name: str
-    model: str = "embedded:multilingual-e5-small"
-    num_layers: int | None = None  # keep the first k layers (smoke tests); None = all
+    model: str = stage("embedded:multilingual-e5-small", "train", "eval")
+    num_layers: int | None = stage(None, "train", "eval")  # keep the first k layers (smoke tests); None = all
     seeds: tuple[int, ...] = (0,)
-    heldout_fraction: float = 0.2
-    hard_negatives: bool = False
-    tydi_train: bool = False
     strategies: tuple[str, ...] = ("zero-shot",)
-    batch_size: int = 32
-    budget_pairs: int = 4096
-    max_query_length: int = 64
-    max_passage_length: int = 128
-    length_chunks: int = 4  # training batches encoded as length-sorted groups, each padded to its own longest
-    lr: float = 3e-5
-    temperature: float = 0.05
-    freeze_embeddings: bool = True
-    dropout: float | None = None
-    bf16: bool = True  # bfloat16 autocast where it is faster: CUDA; on a CPU with AMX, encoding only
+    # data (notebook 01)
+    heldout_fraction: float = stage(0.2, "data")
+    hard_negatives: bool = stage(False, "data", "train")
+    tydi_train: bool = stage(False, "train")
+    # training (notebook 02)
+    batch_size: int = stage(32, "train")
+    budget_pairs: int = stage(4096, "train")
+    max_query_length: int = stage(64, "train", "eval")
+    max_passage_length: int = stage(128, "train", "eval")
+    length_chunks: int = stage(4, "train")  # batch sides encoded as length-sorted groups, each padded to its longest
+    lr: float = stage(3e-5, "train")
+    warmup: float = stage(0.1, "train")  # share of the steps with a linearly rising learning rate
+    weight_decay: float = stage(0.01, "train")
+    max_grad_norm: float = stage(1.0, "train")
+    temperature: float = stage(0.05, "train")
+    symmetric: bool = stage(False, "train")  # add the passage->query InfoNCE term
+    freeze_embeddings: bool = stage(True, "train")  # the word embeddings: most parameters, most optimizer time
+    gradient_checkpointing: bool = stage(False, "train")
+    dropout: float | None = stage(None, "train")  # None keeps the model's
+    bf16: bool = stage(True, "train", "eval")  # bfloat16 autocast where faster: CUDA; on an AMX CPU, encoding only
+    cagrad_c: float = stage(0.5, "train")
+    gradvac_beta: float = stage(0.01, "train")
+    probe_every: int = stage(10, "train")  # gradient-cosine probe of sampler runs every N steps; 0 = off
     checkpoint_every: int = 50
-    probe_every: int = 10
-    eval_collections: tuple[str, ...] = ("xquad-r", "mlqa-r", "tydi")
-    eval_max_queries_per_language: int | None = None  # None = every query
-    encode_batch_size: int = 128
+    collapse_steps: int = 20  # stop when the loss sits at chance or the gradient vanishes this many steps running
+    # evaluation (notebook 03)
+    eval_collections: tuple[str, ...] = stage(COLLECTIONS, "eval")
+    eval_max_queries_per_language: int | None = stage(None, "eval")  # None = every query
+    encode_batch_size: int = stage(128, "eval")
 
     def __post_init__(self):
-        check_range(self, "heldout_fraction", 0, 0.9)
-        for f in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "encode_batch_size",
-                  "length_chunks", "checkpoint_every"):
-            check_range(self, f, 1, None)
-        if self.num_layers is not None:
-            check_range(self, "num_layers", 1, 48)
-        if self.eval_max_queries_per_language is not None:
-            check_range(self, "eval_max_queries_per_language", 1, None)
-        for strategy in self.strategies:
-            check_strategy(f"profile {self.name}: strategies", strategy)
-        bad = [c for c in self.eval_collections if c not in ("xquad-r", "mlqa-r", "tydi")]
+        where = f"profile {self.name!r}"
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
+            raise ConfigError(f"{where}: field name={self.name!r} must be letters, digits, '.', '_' or '-' "
+                              "(it names a directory under the runs directory)")
+        ranges = {"heldout_fraction": (0, 0.9), "batch_size": (2, None), "budget_pairs": (1, None),
+                  "max_query_length": (1, None), "max_passage_length": (1, None), "length_chunks": (1, None),
+                  "warmup": (0, 0.99), "weight_decay": (0, None), "cagrad_c": (0, None), "gradvac_beta": (0, 1),
+                  "probe_every": (0, None), "checkpoint_every": (1, None), "collapse_steps": (0, None),
+                  "encode_batch_size": (1, None), "num_layers": (1, EMBEDDED_LAYERS.get(self.model, 48)),
+                  "eval_max_queries_per_language": (1, None)}
+        for name, (lo, hi) in ranges.items():
+            check_range(where, name, getattr(self, name), lo, hi)
+        positive = {"lr": 1.0, "temperature": None, "max_grad_norm": None}  # > 0, and at most the bound
+        for name, hi in positive.items():
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0) or (hi is not None and v > hi):
+                raise ConfigError(f"{where}: field {name}={v!r} must be > 0{f' and <= {hi}' if hi else ''}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"{where}: field dropout={self.dropout!r} must be in [0, 1)")
+        if self.model.startswith("embedded:") and self.model not in EMBEDDED_LAYERS:
+            raise ConfigError(f"{where}: field model={self.model!r} is not an embedded model; "
+                              f"embedded: {', '.join(EMBEDDED_LAYERS)}, or a Hugging Face hub id")
+        for name in ("seeds", "strategies", "eval_collections"):
+            values = getattr(self, name)
+            if not values or len(set(values)) != len(values):
+                raise ConfigError(f"{where}: field {name}={list(values)!r} must be a non-empty list without repeats")
+        if min(self.seeds) < 0:
+            raise ConfigError(f"{where}: field seeds={list(self.seeds)!r}: seeds are integers >= 0")
+        bad = [c for c in self.eval_collections if c not in COLLECTIONS]
         if bad:
-            raise ConfigError(f"profile {self.name}: eval_collections has unknown {bad}; allowed: xquad-r, mlqa-r, tydi")
+            raise ConfigError(f"{where}: field eval_collections has unknown {bad}; allowed: {', '.join(COLLECTIONS)}")
+        try:
+            parsed = [Strategy.parse(s) for s in self.strategies]
+        except ConfigError as e:
+            raise ConfigError(f"{where}: field strategies: {e}") from None
+        if len({str(s) for s in parsed}) != len(parsed):
+            raise ConfigError(f"{where}: field strategies={list(self.strategies)!r} names one strategy twice")
+        for s in parsed:
+            if s.trains and s.pairs_per_step(self.batch_size) > self.budget_pairs:
+                raise ConfigError(f"{where}: field budget_pairs={self.budget_pairs} is smaller than one step of "
+                                  f"{s} ({s.pairs_per_step(self.batch_size)} pairs at batch_size {self.batch_size})")
+
+    @property
+    def strategy_list(self) -> list[Strategy]:
+        return [Strategy.parse(s) for s in self.strategies]
+
+    def stage(self, name: str) -> dict:
+        """The fields that change stage ``name`` (``data``, ``train``, ``eval``) and their values."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if name in f.metadata.get("stages", ())}
+
+    def steps(self, strategy: Strategy) -> int:
+        """Optimizer steps of a training run: the budget in pairs over the pairs one step sees."""
+        return self.budget_pairs // strategy.pairs_per_step(self.batch_size)
+
+    def to_yaml(self) -> str:
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def check_strategy(where: str, strategy: str) -> None:
-    """A strategy is ``zero-shot``, ``bm25``, a batch sampler (``xx``, ``xy``, ``ml``, ``hybrid(alpha)``) or a
-    gradient combiner; ``where`` names the field in the error."""
-    from .combiners import COMBINERS
-    from .samplers import SamplerError, parse
-    if strategy in ("zero-shot", "bm25") or strategy in COMBINERS:
+def check_range(where: str, name: str, v, lo, hi) -> None:
+    if v is None and name in ("num_layers", "eval_max_queries_per_language"):
         return
-    try:
-        name, args = parse(strategy)
-    except SamplerError:
-        name, args = None, {}
-    if name in (None, "paired") or not 0 <= args.get("alpha", 0) <= 1:
-        raise ConfigError(f"{where}: unknown strategy {strategy!r}; allowed: zero-shot, bm25, xx, xy, ml, "
-                          f"hybrid(alpha) with alpha in [0, 1], {', '.join(COMBINERS)}")
-
-
-def check_range(obj, name: str, lo, hi) -> None:
-    v = getattr(obj, name)
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise ConfigError(f"{type(obj).__name__} {getattr(obj, 'name', '')}: field {name}={v!r} outside "
-                          f"[{lo}, {hi if hi is not None else 'inf'}]")
+    if (lo is not None and v < lo) or (hi is not None and v > hi) or (isinstance(v, float) and math.isnan(v)):
+        raise ConfigError(f"{where}: field {name}={v!r} outside [{lo}, {hi if hi is not None else 'inf'}]")
 
 
 def _coerce(cls, data: dict, where: str):
@@ -113,20 +165,29 @@ def _coerce(cls, data: dict, where: str):
         return cls(**out)
     except TypeError as e:
         raise ConfigError(f"{where}: {e}") from None
+    except ConfigError as e:  # a range or consistency check: say which file it came from
+        raise ConfigError(f"{where}: {e}") from None
 
 
-def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (``smoke``, ``cpu``, ``paper``) or from a YAML file path."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.yaml"
+def builtin_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path) -> Profile:
+    """A built-in profile by name (``smoke``, ``cpu``, ``study``, ``paper``) or a YAML file by path. A name is
+    only ever a built-in one; anything with a suffix or a slash is a path (so ``./smoke.yaml`` is that file)."""
+    if isinstance(name_or_path, Profile):
+        return name_or_path
+    text = str(name_or_path)
+    is_path = "/" in text or Path(text).suffix
+    path = Path(text) if is_path else PROFILE_DIR / f"{text}.yaml"
     if not path.is_file():
-        names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise ConfigError(f"unknown profile {name_or_path!r}; valid: {', '.join(names)} or a YAML file path")
+        what = f"profile file {text!r} does not exist" if is_path else f"unknown profile {text!r}"
+        raise ConfigError(f"{what}; built-in profiles: {', '.join(builtin_profiles())}, or a YAML file path")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
     data.setdefault("name", path.stem)
@@ -134,16 +195,31 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 def override(profile: Profile, **changes) -> Profile:
-    """The profile with some fields replaced (notebook parameters), validated like the file."""
-    changes = {k: v for k, v in changes.items() if v is not None}
-    return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + parameters")
+    """The profile with some fields replaced, validated like the file."""
+    return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + overrides")
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["lr=1e-4", "seeds=[0, 1]"]`` -> {"lr": 0.0001, "seeds": [0, 1]} (values are YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({str(e).splitlines()[0]})") from None
+    return out
+
+
+# ---- notebook parameters -------------------------------------------------------------------------------
 def _directory(name, v, must_hold=None):
-    if not Path(v).is_dir():
+    if not isinstance(v, str) or not Path(v).is_dir():
         raise ConfigError(f"parameter {name}={v!r}: no such directory")
     if must_hold and not (Path(v) / must_hold).is_file():
-        raise ConfigError(f"parameter {name}={v!r}: no {must_hold} there (run notebook 01 first)")
+        raise ConfigError(f"parameter {name}={v!r}: no {must_hold} there; run notebook 01 first "
+                          f"(python -m hybridlib run --profile PROFILE runs it with every other step)")
 
 
 def _seed(name, v):
@@ -152,10 +228,8 @@ def _seed(name, v):
 
 
 def _strategy(name, v, family=None):
-    if not isinstance(v, str):
-        raise ConfigError(f"parameter {name}={v!r}: expected a strategy name such as 'hybrid(0.5)'")
-    check_strategy(f"parameter {name}", v)
-    if family and not v.startswith(family + "("):
+    s = Strategy.parse(v)
+    if family and s.name != family:
         raise ConfigError(f"parameter {name}={v!r}: expected {family}(alpha), e.g. {family}(0.5)")
 
 
@@ -171,8 +245,13 @@ def _data_dir(name, v):
         _directory(name, v)
 
 
-PARAMETERS = {  # notebook parameter -> its check
-    "SEED": _seed, "STRATEGY": _strategy, "HYBRID": lambda n, v: _strategy(n, v, "hybrid"),
+def _profile(name, v):
+    if not isinstance(v, str):
+        raise ConfigError(f"parameter {name}={v!r}: expected a profile name or a YAML file path")
+
+
+CHECKS = {  # notebook parameter -> its check
+    "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy, "HYBRID": lambda n, v: _strategy(n, v, "hybrid"),
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
     "DATA_OUT": lambda n, v: _directory(n, v, "train_pairs.parquet"),
     "PROFILE_DIR": _directory, "BENCHMARKS": _output,
@@ -180,17 +259,11 @@ PARAMETERS = {  # notebook parameter -> its check
 
 
 def check_parameters(**params) -> Profile | None:
-    """Validate a notebook's papermill parameters before any work: names, types, ranges, paths and strategy
-    names; returns the profile named by ``PROFILE`` (when given). Raises :class:`ConfigError` naming the
-    parameter and what is allowed."""
-    unknown = sorted(set(params) - set(PARAMETERS) - {"PROFILE"})
+    """Validate a notebook's papermill parameters before any work: types, ranges, paths and strategy names;
+    returns the profile named by ``PROFILE`` (when given). Raises :class:`ConfigError` naming the parameter."""
+    unknown = sorted(set(params) - set(CHECKS))
     if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted([*PARAMETERS, 'PROFILE'])}")
+        raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted(CHECKS)}")
     for name, value in params.items():
-        if name != "PROFILE":
-            PARAMETERS[name](name, value)
-    if "PROFILE" not in params:
-        return None
-    if not isinstance(params["PROFILE"], str):
-        raise ConfigError(f"parameter PROFILE={params['PROFILE']!r}: expected a profile name (smoke, cpu, paper) or a YAML path")
-    return load_profile(params["PROFILE"])
+        CHECKS[name](name, value)
+    return load_profile(params["PROFILE"]) if "PROFILE" in params else None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .paths import atomic_write_bytes, cache_dir, find_data_dir
+from .errors import HybridError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ TYDI_NAMES = {"ar": "arabic", "bn": "bengali", "en": "english", "fi": "finnish",
 _LAREQA = "https://raw.githubusercontent.com/google-research-datasets/lareqa"
 
 
-class DataError(ValueError):
+class DataError(HybridError, ValueError):
     """A benchmark file that cannot be used as it is; the message names the file, record and problem."""
 
 
@@ -160,6 +161,8 @@ def read_json(path: Path) -> dict:
         raise DataError(f"{path}: top level is a JSON {type(doc).__name__}, expected an object with key 'data'")
     if not isinstance(doc.get("data"), list):
         raise DataError(f"{path}: missing 'data' list at the top level (keys: {sorted(doc)})")
+    if not doc["data"]:
+        raise DataError(f"{path}: field 'data' is an empty list: the file holds no articles")
     return doc
 
 
@@ -188,6 +191,15 @@ def parse(doc: dict, path: Path, name: str, lang: str) -> tuple[list[QA], dict[s
             if src.segmented:
                 sentences = tuple(_field(par, "sentences", list, path, where))
                 breaks = _field(par, "sentence_breaks", list, path, where)
+                bad = next((i for i, t in enumerate(sentences) if not isinstance(t, str)), None)
+                if bad is not None:
+                    raise DataError(f"{path}: {where}: sentences[{bad}] is {type(sentences[bad]).__name__} "
+                                    f"{sentences[bad]!r}, expected a string")
+                bad = next((i for i, b in enumerate(breaks) if not (isinstance(b, list) and len(b) == 2 and
+                                                                    all(isinstance(x, int) for x in b))), None)
+                if bad is not None:
+                    raise DataError(f"{path}: {where}: sentence_breaks[{bad}] is {breaks[bad]!r}, "
+                                    "expected [start, end]")
                 if len(breaks) != len(sentences):
                     raise DataError(f"{path}: {where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks")
                 # Upstream XQuAD-R tr has spans off by one character against the sentence text: count, don't fail.
@@ -206,6 +218,8 @@ def parse(doc: dict, path: Path, name: str, lang: str) -> tuple[list[QA], dict[s
                 if not answers:
                     raise DataError(f"{path}: {qwhere}: no answers")
                 answer = _field(answers[0], "text", str, path, f"{qwhere}.answers[0]")
+                if not answer.strip():
+                    raise DataError(f"{path}: {qwhere}.answers[0]: field 'text' is empty")
                 start = _field(answers[0], "answer_start", int, path, f"{qwhere}.answers[0]")
                 if not 0 <= start <= len(context) - len(answer):
                     raise DataError(f"{path}: {qwhere}: answer_start {start} (+{len(answer)} characters) "

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .paths import cache_dir
+from .errors import HybridError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def bf16_available(device: torch.device, training: bool = False) -> bool:
         return False
 
 
-class ModelNotAvailable(RuntimeError):
+class ModelNotAvailable(HybridError, RuntimeError):
     """A model that cannot be loaded here (unknown name, or a hub model while offline)."""
 
 
@@ -175,27 +176,33 @@ class Encoder(nn.Module):
         _quiet_transformers()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        pooling = {"word_embedding_dimension": self.dim, "pooling_mode_cls_token": self.spec.pooling != "mean",
-                   "pooling_mode_mean_tokens": self.spec.pooling == "mean"}
-        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                   {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
-        files = {"modules.json": modules,
-                 "sentence_bert_config.json": {"max_seq_length": self.spec.max_length, "do_lower_case": False},
-                 "config_sentence_transformers.json": {"prompts": {"query": self.spec.query_prefix,
-                                                                   "passage": self.spec.passage_prefix},
-                                                       "default_prompt_name": None, "similarity_fn_name": "cosine"},
-                 "1_Pooling/config.json": pooling,
-                 SPEC_FILE: {"name": self.name, **asdict(self.spec)}}
-        for rel, obj in files.items():
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_text(json.dumps(obj, indent=2))
-        (tmp / "2_Normalize").mkdir(exist_ok=True)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        try:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            pooling = {"word_embedding_dimension": self.dim, "pooling_mode_cls_token": self.spec.pooling != "mean",
+                       "pooling_mode_mean_tokens": self.spec.pooling == "mean"}
+            modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                       {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                       {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+            files = {"modules.json": modules,
+                     "sentence_bert_config.json": {"max_seq_length": self.spec.max_length, "do_lower_case": False},
+                     "config_sentence_transformers.json": {"prompts": {"query": self.spec.query_prefix,
+                                                                       "passage": self.spec.passage_prefix},
+                                                           "default_prompt_name": None, "similarity_fn_name": "cosine"},
+                     "1_Pooling/config.json": pooling,
+                     SPEC_FILE: {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash()}}
+            for rel, obj in files.items():
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / rel).write_text(json.dumps(obj, indent=2))
+            (tmp / "2_Normalize").mkdir(exist_ok=True)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        except BaseException as e:  # a full disk or an interrupt: no half model, no temporary folder left
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise OSError(e.errno, f"could not save the model to {path}: {e.strerror or e}") from e
+            raise
         return path
 
 
@@ -205,20 +212,35 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+class CorruptModel(ModelNotAvailable):
+    """A saved model whose files do not load, or whose weights differ from the hash recorded at saving."""
+
+
 def _load_dir(path: Path, name: str | None = None, spec: ModelSpec | None = None) -> Encoder:
+    """A directory written by :meth:`Encoder.save`, its weights checked against the hash recorded then."""
     from transformers import AutoModel, AutoTokenizer
 
     _quiet_transformers()
-    meta = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else {}
-    spec = spec or ModelSpec(**{k: v for k, v in meta.items() if k != "name"})
-    model = AutoModel.from_pretrained(path, add_pooling_layer=spec.pooling == "pooler").eval()
-    return Encoder(name or meta.get("name", str(path)), model, AutoTokenizer.from_pretrained(path), spec)
+    try:
+        meta = json.loads((path / SPEC_FILE).read_text()) if (path / SPEC_FILE).is_file() else {}
+        spec = spec or ModelSpec(**{k: v for k, v in meta.items() if k in ModelSpec.__dataclass_fields__})
+        model = AutoModel.from_pretrained(path, add_pooling_layer=spec.pooling == "pooler").eval()
+        encoder = Encoder(name or meta.get("name", str(path)), model, AutoTokenizer.from_pretrained(path), spec)
+    except Exception as e:  # a truncated or garbled file: name the directory, not a library internal
+        raise CorruptModel(f"{path}: saved model does not load ({type(e).__name__}: {str(e)[:200]})") from None
+    recorded = meta.get("weights_sha256")
+    if recorded and encoder.weights_hash() != recorded:
+        raise CorruptModel(f"{path / 'model.safetensors'}: weights hash {encoder.weights_hash()} differs from "
+                           f"the {recorded} recorded when it was saved (the file changed on disk)")
+    return encoder
 
 
-def _embedded(name: str) -> Encoder:
+def _embedded(name: str, rebuild: bool = True) -> Encoder:
     """Rebuild the embedded model once into the user cache; later loads read the cached directory."""
     target = cache_dir() / "models" / name.split(":", 1)[1]
-    if not (target / SPEC_FILE).is_file():
+    spec_file = target / SPEC_FILE
+    if not spec_file.is_file() or "weights_sha256" not in spec_file.read_text():  # older caches lack the hash
+        shutil.rmtree(target, ignore_errors=True)
         from transformers import PreTrainedTokenizerFast
 
         from .embedded import build_bert, tokenizer_file
@@ -234,7 +256,14 @@ def _embedded(name: str) -> Encoder:
             os.replace(mine, target)
         except OSError:
             shutil.rmtree(mine, ignore_errors=True)
-    return _load_dir(target, name, EMBEDDED[name])
+    try:
+        return _load_dir(target, name, EMBEDDED[name])
+    except CorruptModel as e:  # a cache is disposable: rebuild it, once
+        if not rebuild:
+            raise
+        log.warning("%s; rebuilding the cache", e)
+        shutil.rmtree(target, ignore_errors=True)
+        return _embedded(name, rebuild=False)
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -288,7 +317,7 @@ def load_encoder(name: str = DEFAULT_MODEL, num_layers: int | None = None,
     if num_layers is not None:
         layers = enc.model.encoder.layer
         if not 1 <= num_layers <= len(layers):
-            raise ValueError(f"num_layers={num_layers} outside 1..{len(layers)} for {name}")
+            raise ModelNotAvailable(f"num_layers={num_layers} outside 1..{len(layers)} for {name}")
         enc.model.encoder.layer = layers[:num_layers]
         enc.model.config.num_hidden_layers = num_layers
         enc.name = f"{enc.name}@{num_layers}L"

@@ -15,11 +15,12 @@ import pandas as pd
 
 from .data import QA, load_all
 from .paths import atomic_write_bytes
+from .errors import HybridError
 
 SETTINGS = ("mono", "cross", "multi")
 
 
-class CollectionError(ValueError):
+class CollectionError(HybridError, ValueError):
     """A collection that cannot be evaluated as it is (unknown ids in relevance, empty pool, ...)."""
 
 

@@ -18,27 +18,34 @@ from . import bias, metrics, retrieval
 from .evalsets import SETTINGS, Collection
 from .paths import atomic_write_bytes, cache_dir
 from .stats import bootstrap_ci
+from .strategy import Strategy
 
 log = logging.getLogger(__name__)
 
 COLLECTION_SETTINGS = {"xquad-r": SETTINGS, "mlqa-r": SETTINGS, "tydi": ("mono", "multi")}
-UNTRAINED = ("zero-shot", "bm25")  # strategies evaluated without training (bm25 uses only the tokenizer)
 
 
-def run_encoder(run_dir, strategy: str, model: str, num_layers: int | None = None, bf16: bool = False):
-    """The encoder to evaluate for a run: its trained model in ``run_dir/model``, or ``model`` itself
-    (the initial weights) for the zero-shot baseline."""
+def run_encoder(run_dir, strategy, model: str, num_layers: int | None = None, bf16: bool = False):
+    """The encoder to evaluate for a run: its trained model in ``run_dir/model`` (checked against the weights
+    hash its training recorded), or ``model`` itself (the initial weights) for an untrained strategy."""
+    import json
     from pathlib import Path
 
-    from .encoders import load_encoder
+    from .encoders import ModelNotAvailable, load_encoder
     saved = Path(run_dir) / "model"
-    if saved.is_dir():
-        encoder = load_encoder(str(saved))
-    elif strategy not in UNTRAINED:
-        raise FileNotFoundError(f"{saved}: run directory without a model for strategy {strategy!r}; "
+    if not Strategy.parse(strategy).trains:
+        encoder = load_encoder(model, num_layers=num_layers)
+    elif not saved.is_dir():
+        raise ModelNotAvailable(f"{saved}: run directory without a model for strategy {strategy}; "
                                 "train it first (notebook 02)")
     else:
-        encoder = load_encoder(model, num_layers=num_layers)
+        encoder = load_encoder(str(saved))
+        summary = Path(run_dir) / "train_summary.json"
+        trained = json.loads(summary.read_text()).get("weights_sha256") if summary.is_file() else None
+        if trained and trained != encoder.weights_hash():
+            raise ModelNotAvailable(f"{saved}: weights hash {encoder.weights_hash()} differs from the one training "
+                                    f"recorded in {summary} ({trained}); the model is not the trained one: "
+                                    f"delete {Path(run_dir)} to train it again")
     encoder.bf16 = bf16
     return encoder
 
@@ -70,15 +77,35 @@ def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_s
         h.update(t.encode())
         h.update(b"\x00")
     key = f"{weights or encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
-    path = cache_dir() / "embeddings" / f"{key}.npy"
+    path = cache_dir() / "embeddings" / f"{key}.npz"
     if cache and path.is_file():
-        return np.load(path)
+        emb = read_embeddings(path, (len(texts), encoder.dim))
+        if emb is not None:
+            return emb
     emb = encoder.encode(texts, kind, batch_size=batch_size, max_length=max_length, progress=progress)
+    if not np.isfinite(emb).all():
+        from .encoders import ModelNotAvailable
+        raise ModelNotAvailable(f"{encoder.name}: non-finite embeddings for {int((~np.isfinite(emb).all(1)).sum())} of "
+                         f"{len(emb)} {kind} texts; the model's weights are broken")
     if cache:
         buf = io.BytesIO()
-        np.save(buf, emb)
+        np.savez(buf, embeddings=emb, sha256=np.array(hashlib.sha256(emb.tobytes()).hexdigest()))
         atomic_write_bytes(path, buf.getvalue())
     return emb
+
+
+def read_embeddings(path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A cache entry whose checksum and shape hold; None (and a warning naming the file) otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            emb, digest = f["embeddings"], str(f["sha256"])
+        if emb.shape == shape and hashlib.sha256(emb.tobytes()).hexdigest() == digest:
+            return emb
+        problem = f"shape {emb.shape} or checksum does not match"
+    except Exception as e:  # truncated, not a zip, missing members: all mean "recompute"
+        problem = f"unreadable ({type(e).__name__}: {e})"
+    log.warning("%s: embedding cache entry %s; recomputing it", path, problem)
+    return None
 
 
 def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 64, max_passage_length: int = 128,
@@ -124,7 +151,7 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
 def evaluate_strategy(strategy: str, encoder, coll: Collection, profile) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """What notebook 03 runs for one collection: the encoder with the profile's lengths, or BM25 on the
     monolingual views for the ``bm25`` baseline."""
-    if strategy == "bm25":
+    if Strategy.parse(strategy).name == "bm25":
         from .baselines import bm25_evaluate
         t0 = time.perf_counter()
         pq = bm25_evaluate(coll, encoder.tokenizer)

@@ -8,11 +8,37 @@ official files into ``cache_dir() / "data"``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
 
+from .errors import HybridError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
+class Locked(HybridError, RuntimeError):
+    """Another process holds the lock of a directory."""
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, what: str):
+    """Hold an exclusive lock on ``path`` (created if needed) or raise :class:`Locked` at once saying ``what``.
+    The kernel releases it when the process dies, so a killed run never leaves a stale lock."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Locked(f"{path}: {what}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cache_dir() -> Path:
@@ -47,6 +73,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes it private; the result is an ordinary file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

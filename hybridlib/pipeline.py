@@ -1,116 +1,140 @@
-"""The study end to end: execute the notebooks with papermill for a profile's whole grid.
+"""The study end to end: execute a profile's tasks (:mod:`hybridlib.runs`) with papermill, in order.
 
-Each task writes its executed notebook and results into the run directory; a task whose marker file
-exists is skipped, so an interrupted pipeline resumes where it stopped. A failed task is reported and
-the others go on. One pipeline at a time per results directory (a lock file).
+The resolved profile is written to ``<runs>/<profile>/profile.yaml`` and every notebook reads that file,
+so a profile of one's own runs exactly as written and its provenance records it. A task runs when the
+run layer says it is not done (never finished, an output missing or changed, its settings or inputs
+changed); an executed notebook is written to a temporary file and renamed when it succeeded. A failed
+task is reported with the notebook's own error and the tasks that depend on it are not run; the others
+go on. One pipeline at a time per results directory (a lock).
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .config import Profile, load_profile
-from .paths import REPO_ROOT
+from .config import ConfigError, Profile, load_profile
+from .paths import REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, locked
+from .runs import Task, adopt, tasks
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
+PipelineLocked = Locked
 
 
-@dataclass
-class Task:
-    notebook: str
-    out_dir: Path  # run directory of this task
-    done_marker: str  # file in out_dir whose presence means the task finished
-    parameters: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.notebook} -> {self.out_dir.name}"
-
-    def done(self) -> bool:
-        return (self.out_dir / self.done_marker).is_file()
-
-
-def tasks(profile: Profile, runs_dir: Path) -> list[Task]:
-    """The grid of a profile, in execution order."""
-    root = runs_dir / profile.name
-    data = root / "data"
-    # Notebooks run in notebooks/: paths relative to it keep the executed notebooks portable.
-    rel = lambda p: os.path.relpath(p, NOTEBOOKS)  # noqa: E731
-    # Marked done by the pairs it writes, which are not committed: a fresh clone rebuilds them (seconds).
-    out = [Task("01_data.ipynb", data, "train_pairs.parquet", {"PROFILE": profile.name, "OUT_DIR": rel(data)})]
-    for seed in profile.seeds:
-        for strategy in profile.strategies:
-            run = root / run_name(strategy, seed)
-            params = {"PROFILE": profile.name, "DATA_OUT": rel(data), "RUN_DIR": rel(run), "STRATEGY": strategy,
-                      "SEED": seed}
-            if strategy not in ("zero-shot", "bm25"):
-                out.append(Task("02_train.ipynb", run, "train_summary.json", params))
-            out.append(Task("03_evaluate.ipynb", run, "results.parquet", params))
-    # The comparisons read every run: re-executed whenever anything before them ran.
-    for nb in ("04_language_bias.ipynb", "05_compare.ipynb", "06_performance.ipynb"):
-        out.append(Task(nb, root, f".{nb}.done", {"PROFILE_DIR": rel(root)}))
-    return out
-
-
-def run_name(strategy: str, seed: int) -> str:
-    """A run directory name without characters that paths and URLs dislike: hybrid(0.5), seed 0 -> hybrid-0.5-s0."""
-    return f"{strategy.replace('(', '-').replace(')', '')}-s{seed}"
-
-
-class PipelineLocked(RuntimeError):
-    pass
-
-
-def run(profile_name: str, runs_dir: str | os.PathLike | None = None, dry_run: bool = False) -> dict[str, str]:
-    """Execute every unfinished task of the profile; returns task name -> 'done' | 'skipped' | 'failed: ...'."""
-    import papermill
-
-    profile = load_profile(profile_name)
+def prepare(profile: str | Profile, runs_dir=None, data_dir: str = "") -> tuple[Profile, Path, list[Task]]:
+    """The profile, its resolved file and its tasks (nothing written)."""
+    profile = load_profile(profile)
     runs_dir = Path(runs_dir or REPO_ROOT / "runs").resolve()
-    todo = tasks(profile, runs_dir)
+    profile_file = runs_dir / profile.name / "profile.yaml"
+    if data_dir:  # the notebooks run in notebooks/: a path relative to it
+        data_dir = os.path.relpath(Path(data_dir).resolve(), NOTEBOOKS)
+    return profile, profile_file, tasks(profile, runs_dir, profile_file, NOTEBOOKS, data_dir)
+
+
+def plan(todo: list[Task]) -> dict[str, str | None]:
+    """Task name -> why it must run (None: done). A run that must be evaluated but whose trained model is
+    gone is trained again first. (A task downstream of one that runs is checked again when it is reached.)"""
+    reasons = {t.name: t.check() for t in todo}
+    for t in todo:
+        missing = [n for n in t.needs if not (t.out_dir / n).exists()]
+        for u in t.upstream:  # the upstream task of the same run directory wrote what is missing
+            if reasons[t.name] and missing and u.out_dir == t.out_dir and reasons[u.name] is None:
+                reasons[u.name] = f"{', '.join(missing)} needed by {t.notebook} is missing"
+    return reasons
+
+
+def execute(t: Task) -> str:
+    """Run one task's notebook; record it as done; its status line."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    t.out_dir.mkdir(parents=True, exist_ok=True)
+    old, key = t.manifest(), t.key()
+    # Outputs that still match their record: kept as they are when the re-run reproduces the same products
+    # (a fresh clone regenerating notebook 01's ignored pairs must not rewrite the committed notebook).
+    keep = {}
+    if old and old.get("key") == key:
+        for name, digest in old.get("outputs", {}).items():
+            path = t.out_dir / name
+            if name not in t.products and path.is_file() and t.integrity(name) == digest:
+                keep[name] = path.read_bytes()
+    t.manifest_path.unlink(missing_ok=True)  # a failed re-run must not leave an earlier success marked done
+    tmp = t.out_dir / f".{Path(t.notebook).stem}.running.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(tmp), parameters=t.parameters,
+                                   cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3", language="python")
+    except Exception as e:  # a failed run is reported with the notebook's own error; the others go on
+        failed = t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb"
+        if tmp.exists():
+            os.replace(tmp, failed)
+        why = f"{e.ename}: {e.evalue}" if isinstance(e, PapermillExecutionError) else f"{type(e).__name__}: {e}"
+        return f"failed: {why.strip().splitlines()[0] if why.strip() else type(e).__name__} (see {failed})"
+    os.replace(tmp, t.out_dir / t.notebook)
+    (t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb").unlink(missing_ok=True)
+    if keep and old.get("products") == {p: _digest(t, p) for p in t.products}:
+        for name, data in keep.items():
+            atomic_write_bytes(t.out_dir / name, data)
+    try:
+        t.record()
+    except ValueError as e:
+        return f"failed: {e}"
+    return f"done in {time.perf_counter() - start:.0f} s"
+
+
+def _digest(t: Task, product: str) -> str | None:
+    from .runs import content_digest
+    try:
+        return content_digest(t.out_dir, product)
+    except ValueError:
+        return None
+
+
+def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
+        data_dir: str = "", progress: bool = True) -> dict[str, str]:
+    """Execute every task of the profile that is not done; returns task name -> status ('done in N s',
+    'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why')."""
+    if data_dir and not Path(data_dir).is_dir():
+        raise ConfigError(f"data directory {data_dir!r}: no such directory")
+    profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
     if dry_run:
-        return {t.name: "skipped (done)" if t.done() else f"would run {t.parameters}" for t in todo}
-    (runs_dir / profile.name).mkdir(parents=True, exist_ok=True)
-    lock_path = runs_dir / profile.name / ".lock"
-    lock = open(lock_path, "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise PipelineLocked(f"{lock_path}: another pipeline is running on this results directory; "
-                             "wait for it to finish") from None
-    status = {}
-    try:
-        bar = tqdm(todo, desc=f"profile {profile.name}", unit="task")
-        ran = False
-        for t in bar:
-            summary = t.notebook.startswith(("04", "05", "06"))
-            if t.done() and not (summary and ran):
-                status[t.name] = "skipped"
-                continue
-            ran = True
-            bar.set_postfix_str(t.name)
-            t.out_dir.mkdir(parents=True, exist_ok=True)
-            if summary:  # a re-run that fails must not leave an earlier success marked done
-                (t.out_dir / t.done_marker).unlink(missing_ok=True)
-            start = time.perf_counter()
-            try:
-                papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(t.out_dir / t.notebook),
-                                           parameters=t.parameters, cwd=str(NOTEBOOKS), progress_bar=False,
-                                           kernel_name="python3")
-                status[t.name] = f"done in {time.perf_counter() - start:.0f} s"
-                if summary:
-                    (t.out_dir / t.done_marker).touch()
-            except Exception as e:  # a failed run is reported; the others go on
-                status[t.name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                log.error("%s failed; see %s", t.name, t.out_dir / t.notebook)
-    finally:
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        reasons, out = plan(todo), {}
+        for t in todo:  # in order, so "pending" travels down the whole chain
+            pending = any(out[u.name] != "skipped (done)" for u in t.upstream)
+            out[t.name] = f"would run: {reasons[t.name]}" if reasons[t.name] else \
+                "would run: if its inputs change" if pending else "skipped (done)"
+        return out
+    logging.getLogger("papermill").setLevel(logging.WARNING)
+    with locked(profile_file.parent / ".lock", "another pipeline is running on this results directory"):
+        text = profile.to_yaml()
+        if not profile_file.is_file() or profile_file.read_text() != text:
+            atomic_write_text(profile_file, text)
+        reasons = plan(todo)
+        status, failed = {}, set()
+        candidates = []
+        for t in todo:
+            if reasons[t.name] or any(u in candidates for u in t.upstream):
+                candidates.append(t)
+        bar = tqdm(total=len(candidates), desc=f"profile {profile.name}", unit="task", disable=not progress)
+        for t in todo:
+            blocked = [u.name for u in t.upstream if u.name in failed]
+            if blocked:
+                status[t.name], _ = f"not run: {blocked[0]} failed", failed.add(t.name)
+            elif adopt_existing and adopt(t):
+                status[t.name] = "adopted"
+            elif reasons[t.name] is None and t.check() is None:
+                status[t.name] = "skipped (done)"
+            else:
+                bar.set_postfix_str(t.name)
+                status[t.name] = execute(t)
+                if status[t.name].startswith("failed"):
+                    failed.add(t.name)
+                    log.error("%s %s", t.name, status[t.name])
+            if t in candidates:
+                bar.update(1)
+        bar.close()
     return status

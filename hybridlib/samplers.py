@@ -14,12 +14,12 @@ batch per step, for gradient mixing).
 from __future__ import annotations
 
 import math
-import re
 
 import pandas as pd
 import torch
 
 from .registry import registrar
+from .errors import HybridError
 
 SAMPLERS: dict[str, type[PairSampler]] = {}
 
@@ -27,7 +27,7 @@ SAMPLERS: dict[str, type[PairSampler]] = {}
 register = registrar(SAMPLERS)
 
 
-class SamplerError(ValueError):
+class SamplerError(HybridError, ValueError):
     pass
 
 
@@ -237,23 +237,12 @@ class Paired(PairSampler):
         return max(1, len(self.qid) // (2 * self.batch_size))
 
 
-def parse(spec: str) -> tuple[str, dict]:
-    """``"hybrid(0.25)"`` -> ("hybrid", {"alpha": 0.25}); ``"xy"`` -> ("xy", {})."""
-    m = re.fullmatch(r"\s*([a-z_]+)\s*(?:\(\s*([^)]*)\s*\))?\s*", str(spec))
-    if not m or m.group(1) not in SAMPLERS:
-        raise SamplerError(f"unknown sampler {spec!r}; valid: {', '.join(SAMPLERS)} (hybrid takes alpha: 'hybrid(0.5)')")
-    name, arg = m.groups()
-    if not arg:
-        return name, {}
-    if name != "hybrid":
-        raise SamplerError(f"sampler {name!r} takes no argument, got {spec!r}")
-    try:
-        return name, {"alpha": float(arg)}
-    except ValueError:
-        raise SamplerError(f"hybrid alpha must be a number, got {arg!r} in {spec!r}") from None
-
-
-def make_sampler(spec: str, pairs: pd.DataFrame, batch_size: int, **kw) -> PairSampler:
-    """The sampler named by ``spec`` (``"xx"``, ``"hybrid(0.25)"``, ...) over ``pairs``."""
-    name, args = parse(spec)
+def make_sampler(spec, pairs: pd.DataFrame, batch_size: int, **kw) -> PairSampler:
+    """The sampler over ``pairs`` registered as ``spec`` (``"xx"``, ``"paired"``), or the one a strategy
+    trains with (a :class:`~hybridlib.strategy.Strategy` or its name, ``"hybrid(0.25)"``)."""
+    if spec in SAMPLERS:
+        name, args = spec, {}
+    else:
+        from .strategy import Strategy
+        name, args = Strategy.parse(spec).sampler()
     return SAMPLERS[name](pairs, batch_size, **args, **kw)

@@ -9,7 +9,7 @@ gradients summed across ranks, so W processes compute what one process computes 
 """
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
 import logging
 import math
@@ -17,7 +17,7 @@ import os
 import resource
 import shutil
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -25,17 +25,17 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .combiners import COMBINERS, make_combiner
+from .combiners import make_combiner
+from .errors import ConfigError, HybridError
 from .losses import gather, info_nce
-from .paths import atomic_write_text
-from .samplers import make_sampler, parse
+from .paths import atomic_write_bytes, atomic_write_text
+from .samplers import make_sampler
+from .strategy import Strategy
 
 log = logging.getLogger(__name__)
-RESUME_FIELDS = ("strategy", "batch_size", "budget_pairs", "lr", "seed", "temperature", "freeze_embeddings",
-                 "max_query_length", "max_passage_length", "length_chunks", "hard_negatives", "symmetric")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(HybridError, RuntimeError):
     pass
 
 
@@ -43,64 +43,13 @@ class NonFiniteError(TrainingError):
     pass
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run. ``strategy``: a sampler (``xx``, ``xy``, ``ml``, ``hybrid(alpha)``) or a gradient
-    combiner (``sum``, ``pcgrad``, ``gradvac``, ``cagrad``, ``mgda``) mixing a monolingual and a
-    cross-lingual batch per step."""
-    strategy: str = "hybrid(0.5)"
-    batch_size: int = 32
-    budget_pairs: int = 4096
-    lr: float = 3e-5
-    warmup: float = 0.1  # share of the steps
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    temperature: float = 0.05
-    symmetric: bool = False
-    hard_negatives: bool = False
-    freeze_embeddings: bool = True  # the 96M-row word embeddings: most parameters, most optimizer time on a CPU
-    gradient_checkpointing: bool = False
-    dropout: float | None = None  # None keeps the model's
-    bf16: bool = True  # bfloat16 autocast where it is faster (CUDA); fp32 elsewhere, CPU training included
-    max_query_length: int = 64
-    max_passage_length: int = 128
-    length_chunks: int = 4  # each side of a batch encoded as this many length-sorted groups (less padding)
-    seed: int = 0
-    checkpoint_every: int = 50
-    probe_every: int = 10  # gradient-cosine probe for sampler strategies; 0 = off
-    cagrad_c: float = 0.5
-    gradvac_beta: float = 0.01
+class CollapseError(TrainingError):
+    """The loss sat at chance, or the gradient vanished, for ``collapse_steps`` steps running."""
 
-    def __post_init__(self):
-        if self.strategy not in COMBINERS:
-            try:
-                name, _ = parse(self.strategy)
-            except ValueError:
-                name = None
-            if name in (None, "paired"):
-                raise TrainingError(f"unknown strategy {self.strategy!r}; valid: xx, xy, ml, hybrid(alpha) "
-                                    f"(batch samplers) or {', '.join(COMBINERS)} (gradient mixing)")
-        for name in ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "length_chunks",
-                     "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0 or not self.temperature > 0:
-            raise TrainingError(f"TrainConfig lr and temperature must be > 0, got {self.lr}, {self.temperature}")
-        if self.pairs_per_step > self.budget_pairs:
-            raise TrainingError(f"budget_pairs={self.budget_pairs} is smaller than one step "
-                                f"({self.pairs_per_step} pairs for strategy {self.strategy!r})")
 
-    @property
-    def mixing(self) -> bool:
-        return self.strategy in COMBINERS
-
-    @property
-    def pairs_per_step(self) -> int:
-        return self.batch_size * (2 if self.mixing else 1)
-
-    @property
-    def steps(self) -> int:
-        return self.budget_pairs // self.pairs_per_step
+def run_config(profile, strategy: Strategy, seed: int) -> dict:
+    """What a training run's weights depend on: the strategy, the seed and the profile's training fields."""
+    return {"strategy": str(strategy), "seed": seed, **profile.stage("train")}
 
 
 class Stream:
@@ -141,12 +90,19 @@ def setup_distributed() -> None:
 
 
 class Trainer:
-    def __init__(self, encoder, pairs: pd.DataFrame, config: TrainConfig, run_dir: str | os.PathLike,
-                 progress: bool = True):
-        self.encoder, self.pairs, self.config, self.run_dir = encoder, pairs.reset_index(drop=True), config, Path(run_dir)
+    """Trains ``encoder`` on ``pairs`` with one strategy under a profile's training fields, into ``run_dir``."""
+
+    def __init__(self, encoder, pairs: pd.DataFrame, profile, strategy: Strategy | str, seed: int,
+                 run_dir: str | os.PathLike, progress: bool = True):
+        self.strategy = strategy = Strategy.parse(strategy)
+        if not strategy.trains:
+            raise ConfigError(f"strategy {strategy} does not train")
+        self.encoder, self.pairs, self.profile, self.seed = encoder, pairs.reset_index(drop=True), profile, seed
+        self.run_dir = Path(run_dir)
         self.rank, self.world_size = world()
         self.progress = progress and self.rank == 0
-        c = config
+        self.pairs_per_step, self.steps = strategy.pairs_per_step(profile.batch_size), profile.steps(strategy)
+        c = profile
         model = encoder.model
         encoder.bf16 = c.bf16
         if c.dropout is not None:
@@ -159,27 +115,33 @@ class Trainer:
             model.gradient_checkpointing_enable()
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.names = [n for n, p in model.named_parameters() if p.requires_grad]
-        kw = dict(seed=c.seed, rank=self.rank, world_size=self.world_size)
-        self.batches = Stream(make_sampler("paired" if c.mixing else c.strategy, self.pairs, c.batch_size, **kw))
-        self.probe = Stream(make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": c.seed + 10_007})) \
-            if not c.mixing and c.probe_every else None
-        self.combiner = make_combiner(c.strategy, **({"c": c.cagrad_c} if c.strategy == "cagrad" else
-                                                     {"beta": c.gradvac_beta} if c.strategy == "gradvac" else {})) \
-            if c.mixing else None
+        kw = dict(seed=seed, rank=self.rank, world_size=self.world_size)
+        name, args = strategy.sampler()
+        self.batches = Stream(make_sampler(name, self.pairs, c.batch_size, **args, **kw))
+        self.probe = Stream(make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": seed + 10_007})) \
+            if not strategy.mixing and c.probe_every else None
+        self.combiner = None
+        if strategy.mixing:
+            name, args = strategy.combiner(c.cagrad_c, c.gradvac_beta)
+            self.combiner = make_combiner(name, **args)
         decay = [p for n, p in zip(self.names, self.params) if not (n.endswith("bias") or "LayerNorm" in n)]
         no_decay = [p for n, p in zip(self.names, self.params) if n.endswith("bias") or "LayerNorm" in n]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, fused=True)
-        warm = max(1, int(c.warmup * c.steps))
+        steps, warm = self.steps, max(1, int(c.warmup * self.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (c.steps - s) / max(1, c.steps - warm))))
-        self.step, self.saved_step = 0, 0
-        self.tokens = 0
+            self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        self.step, self.saved_step, self.tokens, self.stalled = 0, 0, 0, 0
+        self.chance = math.log(c.batch_size * (2 if c.hard_negatives else 1))  # InfoNCE of a uniform guess
+
+    @property
+    def config(self) -> dict:
+        return run_config(self.profile, self.strategy, self.seed)
 
     # ---- one objective's loss and gradient ---------------------------------------------------------
     def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:
         """InfoNCE of a batch slice (rows of the pair table), over the global batch; and its token count."""
-        c, enc = self.config, self.encoder
+        c, enc = self.profile, self.encoder
         batch = self.pairs.iloc[rows]
         with enc.autocast():
             qe, qt = enc.embed(batch["question"].tolist(), "query", c.max_query_length, c.length_chunks)
@@ -224,13 +186,13 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens,
+        return {"step": self.step, "tokens": self.tokens, "stalled": self.stalled,
                 "params": {n: p.detach().cpu().clone() for n, p in zip(self.names, self.params)},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "batches": self.batches.state_dict(), "probe": self.probe.state_dict() if self.probe else None,
                 "combiner": self.combiner.state_dict() if self.combiner else None,
                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "config": dataclasses.asdict(self.config), "model": self.encoder.name}
+                "config": self.config, "model": self.encoder.name}
 
     def save_checkpoint(self) -> None:
         self.saved_step = self.step
@@ -238,9 +200,9 @@ class Trainer:
             return
         path = self.run_dir / "checkpoint" / "state.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        os.replace(tmp, path)  # a kill mid-save leaves the previous checkpoint intact
+        buf = io.BytesIO()
+        torch.save(self.state(), buf)
+        atomic_write_bytes(path, buf.getvalue())  # a kill or a full disk mid-save keeps the previous checkpoint
 
     def resume(self) -> bool:
         path = self.run_dir / "checkpoint" / "state.pt"
@@ -251,8 +213,8 @@ class Trainer:
             s = torch.load(path, weights_only=False, map_location="cpu")
         except Exception as e:
             raise TrainingError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
-        old, new = s.get("config", {}), dataclasses.asdict(self.config)
-        diff = {k: (old.get(k), new[k]) for k in RESUME_FIELDS if old.get(k) != new[k]}
+        old, new = s.get("config", {}), self.config
+        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
         if s.get("model") != self.encoder.name:
             diff["model"] = (s.get("model"), self.encoder.name)
         if diff or set(s.get("params", {})) != set(self.names):
@@ -263,7 +225,7 @@ class Trainer:
                 p.copy_(s["params"][n])
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
-        self.step, self.tokens = s["step"], s["tokens"]
+        self.step, self.tokens, self.stalled = s["step"], s["tokens"], s.get("stalled", 0)
         self.batches.load_state_dict(s["batches"])
         if self.probe:
             self.probe.load_state_dict(s["probe"])
@@ -287,9 +249,9 @@ class Trainer:
 
     def update(self, rows: list[int]) -> dict:
         """One optimizer step on a batch (two halves, mono then cross, when mixing); its log entry."""
-        c = self.config
+        c = self.profile
         entry = {"step": self.step + 1}
-        if c.mixing:
+        if self.strategy.mixing:
             half = len(rows) // 2
             g_mono, l_mono, n_mono = self.gradient(rows[:half], "mono")
             g_cross, l_cross, n_cross = self.gradient(rows[half:], "cross")
@@ -301,7 +263,7 @@ class Trainer:
             entry |= {"loss": (l_mono + l_cross) / 2, "loss_mono": l_mono, "loss_cross": l_cross,
                       "weight_mono": float(w[0]), "weight_cross": float(w[1]), "grad_norm_mono": n_mono,
                       "grad_norm_cross": n_cross, "cosine": float(g_mono @ g_cross) / (n_mono * n_cross + 1e-12)}
-            objective = f"combined update ({c.strategy})"
+            objective = f"combined update ({self.strategy})"
         else:
             batch = self.pairs.iloc[rows]
             objective = "mono" if (batch["qlang"] == batch["plang"]).all() else \
@@ -311,43 +273,56 @@ class Trainer:
         norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm))
         if not math.isfinite(norm):
             raise self.non_finite(f"{objective} gradient (norm {norm})")
-        if not c.mixing:
+        if not self.strategy.mixing:
             entry[f"grad_norm_{objective}"] = norm
-        entry |= {"grad_norm": norm, "lr": self.scheduler.get_last_lr()[0]}
+        # clip_ratio > 1: the step was clipped, and its length set by max_grad_norm rather than the gradient
+        entry |= {"grad_norm": norm, "clip_ratio": norm / c.max_grad_norm, "lr": self.scheduler.get_last_lr()[0]}
+        self.check_collapse(entry["loss"], norm)
         self.optimizer.step()
         self.scheduler.step()
         return entry
 
+    def check_collapse(self, loss: float, norm: float) -> None:
+        """Stop a run that has stopped learning: the loss at chance (every passage scored alike) or a vanishing
+        gradient for ``collapse_steps`` steps running (a learning rate far too high, a degenerate batch)."""
+        stuck = abs(loss - self.chance) < 1e-3 or norm < 1e-8
+        self.stalled = self.stalled + 1 if stuck else 0
+        if self.profile.collapse_steps and self.stalled >= self.profile.collapse_steps:
+            raise CollapseError(
+                f"step {self.step + 1}: training collapsed: loss {loss:.4f} (chance ln({round(math.exp(self.chance))}) "
+                f"= {self.chance:.4f}), gradient norm {norm:.2e}, for {self.stalled} steps running; lower lr "
+                f"(now {self.profile.lr:g}) or raise collapse_steps (0 turns this check off)")
+
     def train(self) -> dict:
         """Train to the budget (resuming from a checkpoint when one exists); returns the run's summary."""
-        c = self.config
-        torch.manual_seed(c.seed)
+        torch.manual_seed(self.seed)
         resumed = self.resume()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / "train_log.jsonl"
         if self.rank == 0:  # keep the log lines up to the checkpoint: a resumed run rewrites the rest
-            lines = log_path.read_text().splitlines() if resumed and log_path.is_file() else []
-            atomic_write_text(log_path, "".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
+            kept = [e for e in read_entries(log_path) if e["step"] <= self.step] if resumed else []
+            atomic_write_text(log_path, "".join(json.dumps(e) + "\n" for e in kept))
         logf = open(log_path, "a") if self.rank == 0 else None
         self.encoder.train()
-        bar = tqdm(total=c.steps, initial=self.step, desc=f"train {c.strategy}", unit="step", disable=not self.progress)
+        bar = tqdm(total=self.steps, initial=self.step, desc=f"train {self.strategy}", unit="step",
+                   disable=not self.progress)
         start, start_step, start_tokens = time.perf_counter(), self.step, self.tokens
         try:
-            while self.step < c.steps:
+            while self.step < self.steps:
                 t0 = time.perf_counter()
                 entry = self.update(self.batches.next())
                 self.step += 1
                 dt = time.perf_counter() - t0  # the probe below is measurement, not training
-                if self.probe and (self.step % c.probe_every == 0 or self.step == 1):
+                if self.probe and (self.step % self.profile.probe_every == 0 or self.step == 1):
                     entry["cosine"] = self.probe_cosine()
-                entry |= {"pairs_seen": self.step * c.pairs_per_step, "seconds": dt,
-                          "pairs_per_s": c.pairs_per_step / dt}
+                entry |= {"pairs_seen": self.step * self.pairs_per_step, "seconds": dt,
+                          "pairs_per_s": self.pairs_per_step / dt}
                 if logf:
                     logf.write(json.dumps(entry) + "\n")
                     logf.flush()
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
-                if self.step % c.checkpoint_every == 0 or self.step == c.steps:
+                if self.step % self.profile.checkpoint_every == 0 or self.step == self.steps:
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -355,15 +330,38 @@ class Trainer:
                 logf.close()
         elapsed = time.perf_counter() - start
         steps_now = self.step - start_step
-        summary = {"strategy": c.strategy, "seed": c.seed, "precision": self.encoder.precision, "steps": self.step, "pairs_seen": self.step * c.pairs_per_step,
-                   "pairs_per_step": c.pairs_per_step, "world_size": self.world_size,
+        log = read_log(self.run_dir) if self.rank == 0 else pd.DataFrame()
+        kinds = log["batch_kind"].value_counts() if "batch_kind" in log else pd.Series(dtype=int)
+        summary = {"strategy": str(self.strategy), "seed": self.seed, "precision": self.encoder.precision,
+                   "steps": self.step, "pairs_seen": self.step * self.pairs_per_step,
+                   "pairs_per_step": self.pairs_per_step, "world_size": self.world_size,
+                   # the realised share of monolingual batches (hybrid(alpha) draws it by coin)
+                   "mono_share": float(kinds.get("mono", 0) / kinds.sum()) if kinds.sum() else None,
+                   "clipped_share": float((log["clip_ratio"] > 1).mean()) if "clip_ratio" in log else None,
                    "seconds_this_session": elapsed, "resumed": resumed,
-                   "pairs_per_s": steps_now * c.pairs_per_step / elapsed if steps_now else None,
+                   "pairs_per_s": steps_now * self.pairs_per_step / elapsed if steps_now else None,
                    "tokens_per_s": (self.tokens - start_tokens) / elapsed if steps_now else None,
                    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                   "config": dataclasses.asdict(c)}
+                   "config": self.config}
         self.encoder.eval()
         return summary
+
+
+def read_entries(path: Path) -> list[dict]:
+    """The log's entries; a torn last line (a kill mid-write) is dropped, a bad line elsewhere is an error."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    entries = []
+    for i, line in enumerate(lines):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                log.warning("%s: dropped a torn last line (line %d)", path, i + 1)
+                break
+            raise TrainingError(f"{path}: line {i + 1} is not JSON ({line[:60]!r})") from None
+    return entries
 
 
 def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -371,39 +369,57 @@ def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
     path = Path(run_dir) / "train_log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training log (has the run been trained?)")
-    return pd.read_json(path, lines=True)
+    return pd.DataFrame(read_entries(path))
 
 
-TRAIN_FIELDS = ("batch_size", "budget_pairs", "max_query_length", "max_passage_length", "length_chunks", "lr",
-                "temperature", "freeze_embeddings", "hard_negatives", "dropout", "checkpoint_every", "probe_every", "bf16")
+def finished(run_dir: Path, config: dict) -> dict | None:
+    """The summary of a run finished with ``config``; None when unfinished. A run finished with other
+    settings is an error: its results would be reported under settings that did not produce them."""
+    done = run_dir / "train_summary.json"
+    if not done.is_file():
+        return None
+    try:
+        summary = json.loads(done.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrainingError(f"{done}: unreadable ({e}); delete it to train the run again") from None
+    old = summary.get("config", {})
+    diff = [f"{k}: finished with {old[k]!r}, now {v!r}" for k, v in config.items() if k in old and old[k] != v]
+    if diff:
+        raise ConfigError(f"{run_dir}: this run finished with other settings ({'; '.join(diff)}); "
+                          "use another run directory, or delete this one to train again")
+    return summary if (run_dir / "model").is_dir() else None
 
 
-def train_run(profile, strategy: str, seed: int, data_out: str | os.PathLike, run_dir: str | os.PathLike,
+def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir: str | os.PathLike,
               progress: bool = True) -> dict:
     """Train one (strategy, seed) of a profile on notebook 01's pairs into ``run_dir`` (resumable), save the
-    encoder to ``run_dir/model`` and the summary to ``run_dir/train_summary.json``."""
+    encoder to ``run_dir/model`` and the summary to ``run_dir/train_summary.json``. One process at a time
+    per run directory (a lock); a finished run is returned as it is, or refused if its settings differ."""
     from .encoders import load_encoder
+    from .paths import locked
     from .store import provenance, read_meta, read_table, write_json
 
     setup_distributed()
-    run_dir = Path(run_dir)
-    config = TrainConfig(strategy=strategy, seed=seed, **{f: getattr(profile, f) for f in TRAIN_FIELDS})
-    done = run_dir / "train_summary.json"
-    if done.is_file() and (run_dir / "model").is_dir():  # finished before: nothing to redo
-        return json.loads(done.read_text())
-    pairs_path = Path(data_out) / "train_pairs.parquet"
-    pairs = read_table(pairs_path)
-    if profile.tydi_train:
-        from .data import load_all
-        from .pairs import tydi_pairs
-        pairs = pd.concat([pairs, tydi_pairs(load_all("tydi-train"))], ignore_index=True)
-    encoder = load_encoder(profile.model, num_layers=profile.num_layers,
-                           device="cuda" if torch.cuda.is_available() else None)
-    summary = Trainer(encoder, pairs, config, run_dir, progress=progress).train()
-    if world()[0] == 0:
-        encoder.save(run_dir / "model")
-        summary |= provenance(encoder, profile, seed, ["tydi-train"] if profile.tydi_train else [])
-        summary["data_sha256"] |= read_meta(pairs_path).get("data_sha256", {})  # the pairs' sources
-        write_json(summary, done)  # marks the run trained; the checkpoint is no longer needed
-        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    strategy, run_dir = Strategy.parse(strategy), Path(run_dir)
+    config = run_config(profile, strategy, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with locked(run_dir / ".train.lock", "another process is training this run") if world()[0] == 0 else nullcontext():
+        summary = finished(run_dir, config)
+        if summary is not None:
+            return summary
+        pairs_path = Path(data_out) / "train_pairs.parquet"
+        pairs = read_table(pairs_path)
+        if profile.tydi_train:
+            from .data import load_all
+            from .pairs import tydi_pairs
+            pairs = pd.concat([pairs, tydi_pairs(load_all("tydi-train"))], ignore_index=True)
+        encoder = load_encoder(profile.model, num_layers=profile.num_layers,
+                               device="cuda" if torch.cuda.is_available() else None)
+        summary = Trainer(encoder, pairs, profile, strategy, seed, run_dir, progress=progress).train()
+        if world()[0] == 0:
+            encoder.save(run_dir / "model")
+            summary |= provenance(encoder, profile, seed, ["tydi-train"] if profile.tydi_train else [])
+            summary["data_sha256"] |= read_meta(pairs_path).get("data_sha256", {})  # the pairs' sources
+            write_json(summary, run_dir / "train_summary.json")  # marks the run trained
+            shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
     return summary

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,8 +43,44 @@ def test_reproduction_reports_the_largest_difference(tmp_path):
     for side, delta in (("a", 0.0), ("b", 0.001)):
         (tmp_path / side / "run-s0").mkdir(parents=True)
         rows.assign(value=rows["value"] + delta).to_parquet(tmp_path / side / "run-s0" / "results.parquet")
-    table = compare.reproduction(tmp_path / "a", tmp_path / "b")
-    assert table["max_abs_diff_headline"].iloc[0] == pytest.approx(0.001)
+    table, problems = compare.reproduction(tmp_path / "a", tmp_path / "b", tolerance=0.01)
+    assert table["max_rel_diff_headline"].iloc[0] == pytest.approx(0.001) and problems == []
+    table, problems = compare.reproduction(tmp_path / "a", tmp_path / "b", tolerance=1e-6)
+    assert problems == ["run-s0: x/mono/map differs by 0.001 (0.5 vs 0.501), above the tolerance 1e-06"]
+
+
+def write_results(path, **changes):
+    rows = pd.DataFrame({"collection": ["x", "x", "x"], "setting": ["mono", "multi", "multi"], "qlang": ["all"] * 3,
+                         "plang": ["all"] * 3, "metric": ["map", "map", "rank_distance"], "value": [0.5, 0.3, 350.0]})
+    for metric, value in changes.items():
+        rows.loc[rows.metric == metric, "value"] = value
+    path.mkdir(parents=True, exist_ok=True)
+    rows.to_parquet(path / "results.parquet")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing run", "xy-s0: results in {a} only"),
+    ("missing rows", "xx-s0: 1 result rows only in {a}"),
+    ("nan", r"xx-s0: NaN headline value\(s\) for \['map'\]"),
+    ("rank distance off by 1000", r"xx-s0: x/multi/rank_distance differs by 1000"),
+])
+def test_verify_fails_on_what_a_reproduction_must_not_lose(tmp_path, case, expected):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        write_results(d / "xx-s0")
+    write_results(a / "xy-s0")
+    if case != "missing run":
+        write_results(b / "xy-s0")
+    if case == "missing rows":
+        pd.read_parquet(b / "xx-s0" / "results.parquet").iloc[:2].to_parquet(b / "xx-s0" / "results.parquet")
+    if case == "nan":
+        write_results(b / "xx-s0", map=float("nan"))
+    if case == "rank distance off by 1000":
+        write_results(b / "xx-s0", rank_distance=1350.0)
+    _, problems = compare.reproduction(a, b)
+    assert any(re.search(expected.format(a=a), p) for p in problems), problems
+    from hybridlib.__main__ import main
+    assert main(["verify", str(a), str(b)]) == 1
 
 
 def test_summary_keeps_run_strategy_and_training_seed_columns():

@@ -1,42 +1,101 @@
+"""Profiles, strategies and notebook parameters: everything is checked once, before any work, with one
+error type whose message names the file, the field and the value."""
+import dataclasses
+import re
+
 import pytest
 
-from hybridlib.config import ConfigError, load_profile, override
+from hybridlib.config import ConfigError, Profile, load_profile, override
+from hybridlib.strategy import Strategy, StrategyError
 
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "paper"])
-def test_shipped_profiles_are_valid(name):
-    from hybridlib.trainer import TrainConfig
+def test_shipped_profiles_are_valid_and_round_trip_through_their_resolved_file(name, tmp_path):
     p = load_profile(name)
-    for strategy in p.strategies:
-        if strategy not in ("zero-shot", "bm25"):
-            TrainConfig(strategy, batch_size=p.batch_size, budget_pairs=p.budget_pairs)
+    assert p.name == name and all(s.trains or s.name in ("zero-shot", "bm25") for s in p.strategy_list)
+    path = tmp_path / "resolved.yaml"
+    path.write_text(p.to_yaml())
+    assert load_profile(str(path)) == p
 
 
-def write(tmp_path, text):
-    path = tmp_path / "mine.yaml"
+def test_every_training_field_is_reachable_from_a_profile():
+    p = override(load_profile("smoke"), max_grad_norm=5.0, warmup=0.2, weight_decay=0.0, cagrad_c=0.2,
+                 gradvac_beta=0.05, symmetric=True, gradient_checkpointing=True)
+    train = p.stage("train")
+    assert (train["max_grad_norm"], train["warmup"], train["weight_decay"], train["cagrad_c"], train["gradvac_beta"],
+            train["symmetric"], train["gradient_checkpointing"]) == (5.0, 0.2, 0.0, 0.2, 0.05, True, True)
+    assert "encode_batch_size" not in train and "encode_batch_size" in p.stage("eval")
+    assert "lr" not in p.stage("eval") and "heldout_fraction" in p.stage("data")
+
+
+def write(tmp_path, text, name="mine.yaml"):
+    path = tmp_path / name
     path.write_text(text)
     return str(path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("batch_sise: 8\n", r"unknown field\(s\) \['batch_sise'\]; allowed: \[.*'batch_size'"),
-    ("batch_size: eight\n", "field batch_size='eight' has type str; expected <class 'int'>"),
-    ("batch_size: 0\n", r"field batch_size=0 outside \[1, inf\]"),
-    ("heldout_fraction: 1.5\n", r"field heldout_fraction=1.5 outside \[0, 0.9\]"),
-    ("seeds: [0, one]\n", "field seeds="),
-    ("eval_collections: [xquad-r, squad]\n", r"eval_collections has unknown \['squad'\]; allowed: xquad-r, mlqa-r, tydi"),
-    ("lr: [1]\n", "field lr="),
-    ("- a\n- b\n", "expected a mapping of fields, got list"),
-    ("batch_size: [\n", "not valid YAML"),
-])
-def test_bad_profile_fields(tmp_path, text, message):
-    with pytest.raises(ConfigError, match=message):
-        load_profile(write(tmp_path, text))
+BAD_FIELDS = {  # case -> (YAML, message)
+    "misspelt field": ("batch_sise: 8\n", r"unknown field\(s\) \['batch_sise'\]; allowed: \[.*'batch_size'"),
+    "wrong type": ("batch_size: eight\n", "field batch_size='eight' has type str; expected <class 'int'>"),
+    "batch of one (no in-batch negative)": ("batch_size: 1\n", r"field batch_size=1 outside \[2, inf\]"),
+    "held-out share too large": ("heldout_fraction: 1.5\n", r"field heldout_fraction=1.5 outside \[0, 0.9\]"),
+    "seed not an integer": ("seeds: [0, one]\n", "field seeds="),
+    "no seeds": ("seeds: []\n", r"field seeds=\[\] must be a non-empty list"),
+    "negative seed": ("seeds: [0, -1]\n", r"field seeds=\[0, -1\]: seeds are integers >= 0"),
+    "repeated seed": ("seeds: [1, 1]\n", r"field seeds=\[1, 1\] must be a non-empty list without repeats"),
+    "no strategies": ("strategies: []\n", r"field strategies=\[\] must be a non-empty list"),
+    "one strategy twice": ("strategies: [hybrid(0.5), hybrid(0.50)]\n", "names one strategy twice"),
+    "unknown collection": ("eval_collections: [xquad-r, squad]\n", r"eval_collections has unknown \['squad'\]"),
+    "no collections": ("eval_collections: []\n", r"field eval_collections=\[\] must be a non-empty list"),
+    "lr of the wrong type": ("lr: [1]\n", "field lr="),
+    "lr zero": ("lr: 0\n", r"field lr=0.0 must be > 0 and <= 1.0"),
+    "lr absurd": ("lr: 1000\n", r"field lr=1000.0 must be > 0 and <= 1.0"),
+    "temperature zero": ("temperature: 0\n", r"field temperature=0.0 must be > 0"),
+    "temperature negative": ("temperature: -0.05\n", r"field temperature=-0.05 must be > 0"),
+    "max_grad_norm zero": ("max_grad_norm: 0\n", r"field max_grad_norm=0.0 must be > 0"),
+    "dropout above one": ("dropout: 1.5\n", r"field dropout=1.5 must be in \[0, 1\)"),
+    "warmup of every step": ("warmup: 1.0\n", r"field warmup=1.0 outside \[0, 0.99\]"),
+    "negative weight decay": ("weight_decay: -0.1\n", r"field weight_decay=-0.1 outside \[0, inf\]"),
+    "gradvac beta above one": ("gradvac_beta: 2\n", r"field gradvac_beta=2.0 outside \[0, 1\]"),
+    "negative probe interval": ("probe_every: -1\n", r"field probe_every=-1 outside \[0, inf\]"),
+    "negative collapse steps": ("collapse_steps: -1\n", r"field collapse_steps=-1 outside \[0, inf\]"),
+    "budget below one batch": ("batch_size: 32\nbudget_pairs: 16\nstrategies: [xx]\n",
+                               r"field budget_pairs=16 is smaller than one step of xx \(32 pairs"),
+    "budget below one mixing step": ("batch_size: 32\nbudget_pairs: 48\nstrategies: [pcgrad]\n",
+                                     r"field budget_pairs=48 is smaller than one step of pcgrad \(64 pairs"),
+    "more layers than the model": ("num_layers: 13\n", r"field num_layers=13 outside \[1, 12\]"),
+    "unknown embedded model": ("model: embedded:labse\n", r"field model='embedded:labse' is not an embedded model"),
+    "unknown strategy": ("strategies: [zero-shot, adam]\n", r"unknown strategy 'adam'; allowed: zero-shot, bm25"),
+    "hybrid alpha out of range": ("strategies: [hybrid(1.5)]\n", r"alpha=1.5 is outside \[0, 1\]"),
+    "name leaving the runs directory": ("name: ../../elsewhere\n", r"field name='../../elsewhere' must be letters"),
+    "absolute path as name": ("name: /tmp/x\n", r"field name='/tmp/x' must be letters"),
+    "not a mapping": ("- a\n- b\n", "expected a mapping of fields, got list"),
+    "not YAML": ("batch_size: [\n", "not valid YAML"),
+}
 
 
-def test_unknown_profile_lists_valid_ones():
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; valid: cpu, paper, smoke"):
+@pytest.mark.parametrize("case", list(BAD_FIELDS))
+def test_bad_profile_field_is_refused_naming_file_field_and_value(tmp_path, case):
+    text, message = BAD_FIELDS[case]
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_profile(path)
+    assert path in str(err.value) or "profile" in str(err.value)
+
+
+def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeypatch):
+    path = write(tmp_path, "strategies: [xx]\nbatch_size: 4\nbudget_pairs: 8\n", "smoke.yaml")
+    p = load_profile(path)
+    assert p.strategies == ("xx",) and p.batch_size == 4  # not the built-in smoke
+    monkeypatch.chdir(tmp_path)
+    assert load_profile("smoke.yaml").batch_size == 4 and load_profile("smoke").batch_size == 8
+
+
+def test_unknown_profile_lists_the_builtin_ones(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, smoke"):
         load_profile("gpu")
+    with pytest.raises(ConfigError, match=f"profile file '{tmp_path}/none.yaml' does not exist"):
+        load_profile(str(tmp_path / "none.yaml"))
 
 
 def test_override_validates_like_the_file():
@@ -46,11 +105,50 @@ def test_override_validates_like_the_file():
         override(p, num_layers=99)
 
 
-def test_unknown_strategy_in_a_profile_is_caught_before_work(tmp_path):
-    from hybridlib.pipeline import run
-    path = write(tmp_path, "strategies: [zero-shot, hybrid(0.5), adam]\n")
-    with pytest.raises(ConfigError, match=r"strategies: unknown strategy 'adam'"):
-        run(path, tmp_path / "runs", dry_run=True)
+@pytest.mark.parametrize("items, message", [
+    (["lr"], r"--set 'lr': expected FIELD=VALUE"),
+    (["=3"], r"--set '=3': expected FIELD=VALUE"),
+    (["seeds=[0,"], r"--set 'seeds=\[0,': the value is not valid YAML"),
+])
+def test_bad_overrides_on_the_command_line(items, message):
+    from hybridlib.config import parse_overrides
+    with pytest.raises(ConfigError, match=message):
+        parse_overrides(items)
+
+
+def test_strategies_parse_once_into_one_type():
+    h = Strategy.parse(" hybrid( 0.50 ) ")
+    assert (h.name, h.alpha, h.family, h.trains, h.mixing) == ("hybrid", 0.5, "sampled", True, False)
+    assert str(h) == "hybrid(0.5)" and h.run_name(3) == "hybrid-0.5-s3" and h.sampler() == ("hybrid", {"alpha": 0.5})
+    s = Strategy.parse("sum(0.25)")
+    assert s.mixing and s.combiner(0.5, 0.01) == ("sum", {"weights": (0.25, 0.75)}) and s.run_name(0) == "sum-0.25-s0"
+    c = Strategy.parse("cagrad(c=0.2)")
+    assert c.combiner(0.5, 0.01) == ("cagrad", {"c": 0.2}) and str(c) == "cagrad(c=0.2)"
+    assert Strategy.parse("cagrad").combiner(0.4, 0.01) == ("cagrad", {"c": 0.4})
+    assert Strategy.parse("gradvac").combiner(0.5, 0.02) == ("gradvac", {"beta": 0.02})
+    z = Strategy.parse("zero-shot")
+    assert z.family == "untrained" and not z.trains and z.run_name(0) == "zero-shot-s0"
+    assert Strategy.parse("pcgrad").pairs_per_step(32) == 64 and Strategy.parse("xx").pairs_per_step(32) == 32
+    from hybridlib.strategy import sort
+    assert sort(["mgda", "hybrid(0.75)", "xx", "zero-shot", "hybrid(0.25)", "bm25"]) == [
+        "zero-shot", "bm25", "xx", "hybrid(0.25)", "hybrid(0.75)", "mgda"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("adam", "unknown strategy 'adam'"),
+    ("hybrid", r"hybrid needs alpha"),
+    ("hybrid(x)", r"'x' is not a number"),
+    ("hybrid(nan)", r"alpha=nan is outside \[0, 1\]"),
+    ("xx(0.5)", r"xx takes no argument '0.5'"),
+    ("pcgrad(c=1)", r"pcgrad takes no argument 'c=1'"),
+    ("cagrad(c=-1)", r"c=-1 is outside \[0, inf\)"),
+    ("HYBRID(0.5)", "unknown strategy"),
+    (3, "unknown strategy 3"),
+])
+def test_bad_strategy_names(text, message):
+    with pytest.raises(StrategyError, match=message):
+        Strategy.parse(text)
+    assert issubclass(StrategyError, ConfigError)
 
 
 @pytest.mark.parametrize("params, message", [
@@ -58,18 +156,18 @@ def test_unknown_strategy_in_a_profile_is_caught_before_work(tmp_path):
     ({"SEED": -1}, r"parameter SEED=-1: expected an integer >= 0"),
     ({"SEED": True}, r"parameter SEED=True: expected an integer >= 0"),
     ({"SEED": 1.5}, r"parameter SEED=1.5: expected an integer >= 0"),
-    ({"STRATEGY": "adam"}, r"parameter STRATEGY: unknown strategy 'adam'; allowed: zero-shot, bm25, xx, xy, ml, hybrid"),
-    ({"STRATEGY": "hybrid(1.5)"}, r"parameter STRATEGY: unknown strategy 'hybrid\(1.5\)'.*alpha in \[0, 1\]"),
-    ({"STRATEGY": 3}, r"parameter STRATEGY=3: expected a strategy name"),
+    ({"STRATEGY": "adam"}, r"unknown strategy 'adam'; allowed: zero-shot, bm25, xx, xy, ml, hybrid"),
+    ({"STRATEGY": "hybrid(1.5)"}, r"strategy 'hybrid\(1.5\)': alpha=1.5 is outside \[0, 1\]"),
+    ({"STRATEGY": 3}, r"unknown strategy 3"),
     ({"HYBRID": "pcgrad"}, r"parameter HYBRID='pcgrad': expected hybrid\(alpha\)"),
     ({"DATA_DIR": "/no/such/dir"}, r"parameter DATA_DIR='/no/such/dir': no such directory"),
     ({"DATA_DIR": None}, r"parameter DATA_DIR=None: expected a path, or '' for the default"),
-    ({"DATA_OUT": "EMPTY"}, r"parameter DATA_OUT='.*': no train_pairs.parquet there \(run notebook 01 first\)"),
+    ({"DATA_OUT": "EMPTY"}, r"parameter DATA_OUT='.*': no train_pairs.parquet there; run notebook 01 first"),
     ({"PROFILE_DIR": "/no/such/dir"}, r"parameter PROFILE_DIR='/no/such/dir': no such directory"),
     ({"RUN_DIR": ""}, r"parameter RUN_DIR='': expected a directory path"),
     ({"RUN_DIR": "FILE"}, r"parameter RUN_DIR='.*': expected a directory path"),
     ({"PROFILE": 3}, r"parameter PROFILE=3: expected a profile name"),
-    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; valid: cpu, paper, smoke"),
+    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, smoke"),
     ({"STRATEGIE": "xx"}, r"unknown parameter\(s\) \['STRATEGIE'\]; allowed: \['BENCHMARKS', 'DATA_DIR'"),
 ])
 def test_bad_notebook_parameters_are_refused_before_work(tmp_path, params, message):
@@ -103,14 +201,25 @@ def test_a_notebook_with_a_bad_parameter_stops_before_any_work(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--strategy", "adam", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "parameter STRATEGY: unknown strategy 'adam'"),
+    (["train", "--strategy", "adam", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "unknown strategy 'adam'"),
     (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "parameter DATA_OUT=.*no train_pairs.parquet"),
+    (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r", "--set", "lr=[1"], "--set 'lr=\\[1'"),
+    (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r", "--set", "lr=0"], "field lr=0.0"),
     (["run", "--profile", "gpu", "--dry-run"], "unknown profile 'gpu'"),
+    (["run", "--profile", "smoke", "--set", "batch_size=1", "--dry-run"], r"field batch_size=1 outside"),
+    (["run", "--profile", "{tmp}/missing.yaml", "--dry-run"], "profile file .* does not exist"),
 ])
-def test_command_line_reports_bad_parameters_without_a_traceback(tmp_path, capsys, argv, message):
-    import re
-
+def test_command_line_reports_bad_input_in_one_line_without_a_traceback(tmp_path, capsys, argv, message):
     from hybridlib.__main__ import main
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
-    assert re.search("error: .*" + message, err) and "Traceback" not in err
+    assert re.search("error: .*" + message, err) and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_profile_fields_have_one_home():
+    """Every field the trainer reads comes from the profile; nothing copies fields into a second config."""
+    import hybridlib.trainer as trainer
+    assert not hasattr(trainer, "TrainConfig") and not hasattr(trainer, "TRAIN_FIELDS")
+    names = {f.name for f in dataclasses.fields(Profile)}
+    assert {"max_grad_norm", "warmup", "weight_decay", "cagrad_c", "gradvac_beta", "symmetric",
+            "gradient_checkpointing", "collapse_steps"} <= names

@@ -91,6 +91,9 @@ BAD = {
     "duplicate question id": (mutate(lambda d: d["data"][0]["paragraphs"][0]["qas"].append(qa(d))),
                               "duplicate question id"),
     "question id of the wrong type": (mutate(lambda d: qa(d).update(id=7)), "field 'id' is int, expected str"),
+    "no articles (a language silently lost)": (b'{"version": "1", "data": []}', "field 'data' is an empty list"),
+    "empty answer text": (mutate(lambda d: qa(d)["answers"][0].update(text="", answer_start=0)),
+                          r"id 'q1'.answers\[0\]: field 'text' is empty"),
 }
 
 
@@ -109,6 +112,20 @@ def test_sentence_breaks_not_covering_the_answer(tmp_path):
     path = write(tmp_path, "xquad-r", "en", doc)
     with pytest.raises(DataError, match=f"{path}.*no sentence break covers answer_start 0"):
         load("xquad-r", "en", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("sentences", ["Paris is the capital.", 7], r"sentences\[1\] is int 7, expected a string"),
+    ("sentences", [None, "It is large."], r"sentences\[0\] is NoneType None, expected a string"),
+    ("sentence_breaks", [[0, 21], "22-34"], r"sentence_breaks\[1\] is '22-34', expected \[start, end\]"),
+])
+def test_malformed_sentences_are_refused_not_blamed_on_the_known_flaw(tmp_path, field, value, message):
+    doc = good_doc(segmented=True)
+    doc["data"][0]["paragraphs"][0][field] = value
+    path = write(tmp_path, "xquad-r", "en", doc)
+    with pytest.raises(DataError, match=message) as err:
+        load("xquad-r", "en", data_dir=tmp_path)
+    assert str(path) in str(err.value)
 
 
 def test_parallel_ids_must_match(tmp_path):

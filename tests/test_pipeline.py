@@ -1,7 +1,11 @@
-"""The smoke profile's whole pipeline (all notebooks) inside the test command, and its resumability."""
+"""The smoke profile's whole pipeline (all notebooks) inside the test command, its resumability and its run
+layer (what counts as done)."""
+import contextlib
 import fcntl
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,8 +24,12 @@ pytestmark = needs_data
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """The smoke grid, run from a profile file of one's own (a copy of the built-in smoke profile)."""
+    from hybridlib.config import PROFILE_DIR
     root = tmp_path_factory.mktemp("runs")
-    status = run("smoke", root)
+    mine = tmp_path_factory.mktemp("profiles") / "smoke.yaml"
+    mine.write_text((PROFILE_DIR / "smoke.yaml").read_text())
+    status = run(str(mine), root, progress=False)
     failed = {k: v for k, v in status.items() if not v.startswith("done")}
     assert not failed, failed
     return root
@@ -41,8 +49,8 @@ def test_every_notebook_ran_and_wrote_its_results(runs):
 
 def test_rerun_skips_finished_runs(runs):
     before = {p: p.stat().st_mtime for p in (runs / "smoke").glob("*/results.parquet")}
-    status = run("smoke", runs)
-    assert set(status.values()) == {"skipped"}
+    status = run("smoke", runs, progress=False)
+    assert set(status.values()) == {"skipped (done)"}
     assert before == {p: p.stat().st_mtime for p in (runs / "smoke").glob("*/results.parquet")}
     assert all(v.startswith("skipped") for v in run("smoke", runs, dry_run=True).values())
 
@@ -71,7 +79,8 @@ def kill_when(proc, ready, timeout=300):
 
 
 def evaluating(notebook):
-    """True while papermill executes the evaluation cell of an executed 03 notebook."""
+    """True while papermill executes the evaluation cell of a 03 notebook (written as .03_evaluate.running.ipynb
+    until it finishes)."""
     try:
         cells = json.loads(notebook.read_text())["cells"]
     except (OSError, ValueError):
@@ -88,11 +97,12 @@ def test_sigkill_during_training_and_during_evaluation_loses_nothing_and_finishe
     log = prof / "pcgrad-s0" / "train_log.jsonl"
     kill_when(start_pipeline(runs), lambda: log.is_file() and log.read_text().count("\n") >= 2)
     assert not (prof / "pcgrad-s0" / "model").exists()
-    kill_when(start_pipeline(runs), lambda: evaluating(prof / "pcgrad-s0" / "03_evaluate.ipynb"))
+    kill_when(start_pipeline(runs), lambda: evaluating(prof / "pcgrad-s0" / ".03_evaluate.running.ipynb"))
     assert (prof / "pcgrad-s0" / "train_summary.json").is_file()  # training finished, evaluation was cut
     assert not (prof / "pcgrad-s0" / "results.parquet").exists()
-    status = run("smoke", runs)
-    assert status["02_train.ipynb -> pcgrad-s0"] == "skipped"
+    assert not (prof / "pcgrad-s0" / "03_evaluate.ipynb").exists()  # no half-executed notebook under its name
+    status = run("smoke", runs, progress=False)
+    assert status["02_train.ipynb -> pcgrad-s0"] == "skipped (done)"
     assert status["03_evaluate.ipynb -> pcgrad-s0"].startswith("done")
     assert kept == {p: p.stat().st_mtime for p in prof.glob("*/results.parquet") if p in kept}
     again = pd.read_parquet(prof / "pcgrad-s0" / "results.parquet")
@@ -115,3 +125,119 @@ def test_every_results_file_records_its_provenance(runs):
     assert summary["data_sha256"]["mlqa/dev/dev-context-de-question-de.json"] == read_meta(
         prof / "data" / "train_pairs.parquet")["data_sha256"]["mlqa/dev/dev-context-de-question-de.json"]
     assert {"code_version", "model", "profile", "seed"} <= set(summary)
+
+
+# ---- the run layer: a task is done only when its outputs exist, parse and carry the key that made them ----
+
+def plan_of(runs, **overrides):
+    from hybridlib.config import load_profile, override
+    profile = override(load_profile("smoke"), **overrides) if overrides else "smoke"
+    return run(profile, runs, dry_run=True)
+
+
+@contextlib.contextmanager
+def altered(path, change):
+    """Apply ``change`` to a file (or remove it with change=None), restore it afterwards."""
+    saved = path.read_bytes()
+    try:
+        path.unlink() if change is None else path.write_bytes(change(saved))
+        yield
+    finally:
+        path.write_bytes(saved)
+
+
+EVAL, TRAIN = "03_evaluate.ipynb -> xx-s0", "02_train.ipynb -> xx-s0"
+OUTPUT_FAULTS = {  # case -> (file under the profile directory, change, task, expected reason)
+    "emptied executed notebook (kill while papermill saved)": ("xx-s0/03_evaluate.ipynb", lambda b: b"", EVAL,
+                                                                "output 03_evaluate.ipynb changed since it was written"),
+    "truncated results table": ("xx-s0/results.parquet", lambda b: b[:len(b) // 2], EVAL, "output unreadable: .*results.parquet"),
+    "missing results table": ("xx-s0/results.parquet", None, EVAL, "output results.parquet missing"),
+    "edited per-query table": ("xx-s0/per_query.parquet", lambda b: pd.read_parquet(io.BytesIO(b)).assign(
+        map=0.0).to_parquet(), EVAL, "output per_query.parquet changed since it was written"),
+    "results written, manifest not (kill before recording)": ("xx-s0/.03_evaluate.json", None, EVAL, "never finished"),
+    "garbled manifest": ("xx-s0/.03_evaluate.json", lambda b: b"{", EVAL, ".03_evaluate.json unreadable"),
+    "torn training log": ("xx-s0/train_log.jsonl", lambda b: b[:-20], TRAIN, "output train_log.jsonl changed"),
+    "notebook 01 wrote its pairs, then died": ("data/.01_data.json", None, "01_data.ipynb -> data", "never finished"),
+    "held-out pairs missing": ("data/heldout_pairs.parquet", None, "01_data.ipynb -> data", "output heldout_pairs.parquet missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUT_FAULTS))
+def test_a_damaged_output_is_not_done(runs, case):
+    rel, change, task, reason = OUTPUT_FAULTS[case]
+    with altered(runs / "smoke" / rel, change):
+        plan = plan_of(runs)
+        assert re.search(f"would run: {reason}", plan[task]), plan[task]
+        downstream = [n for n, s in plan.items() if n.startswith(("04", "05", "06"))]
+        assert all(plan[n].startswith("would run") for n in downstream)  # after the damaged task
+    assert set(plan_of(runs).values()) == {"skipped (done)"}  # restored: done again
+
+
+def test_a_changed_setting_reruns_its_stage_and_what_follows_only(runs):
+    plan = plan_of(runs, encode_batch_size=32)
+    assert plan[EVAL] == "would run: settings changed (encode_batch_size)" and plan[TRAIN] == "skipped (done)"
+    assert plan["01_data.ipynb -> data"] == "skipped (done)"
+    plan = plan_of(runs, lr=1e-4)
+    assert plan[TRAIN] == "would run: settings changed (lr)" and plan["03_evaluate.ipynb -> bm25-s0"] == "skipped (done)"
+    assert plan[EVAL] == "would run: if its inputs change"
+    plan = plan_of(runs, heldout_fraction=0.3)
+    assert plan["01_data.ipynb -> data"] == "would run: settings changed (heldout_fraction)"
+
+
+def test_a_changed_input_reruns_the_tasks_that_read_it(runs):
+    summary = runs / "smoke" / "bm25-s0" / ".03_evaluate.json"
+
+    def other_results(b):
+        m = json.loads(b)
+        m["products"]["results.parquet"] = "0" * 64  # as if bm25 had been evaluated again with other results
+        return json.dumps(m).encode()
+
+    with altered(summary, other_results):
+        plan = plan_of(runs)
+        assert plan["04_language_bias.ipynb -> smoke"] == "would run: an input changed"
+        assert plan["03_evaluate.ipynb -> bm25-s0"] == "skipped (done)" and plan[EVAL] == "skipped (done)"
+
+
+def test_an_evaluation_whose_model_is_gone_trains_it_again_first(runs):
+    model = runs / "smoke" / "xx-s0" / "model"
+    hidden = model.with_name("model.hidden")
+    model.rename(hidden)
+    try:
+        with altered(runs / "smoke" / "xx-s0" / "results.parquet", None):
+            plan = plan_of(runs)
+        assert plan[TRAIN] == "would run: model needed by 03_evaluate.ipynb is missing"
+        assert plan_of(runs)[TRAIN] == "skipped (done)"  # evaluated already: the model is not needed
+    finally:
+        hidden.rename(model)
+
+
+def test_a_summary_rerun_that_reproduces_its_inputs_is_skipped_and_a_lost_task_reruns(runs):
+    prof = runs / "smoke"
+    (prof / ".04_language_bias.json").unlink()
+    status = run("smoke", runs, progress=False)
+    assert status["04_language_bias.ipynb -> smoke"].startswith("done")
+    assert {s for n, s in status.items() if not n.startswith("04")} == {"skipped (done)"}
+    assert not [p for p in prof.rglob("*") if ".running" in p.name or p.name.endswith(".failed.ipynb")]
+
+
+def test_a_failed_notebook_is_reported_with_its_own_error_and_its_dependents_wait(runs, tmp_path):
+    from hybridlib.config import PROFILE_DIR
+    mine = tmp_path / "broken.yaml"
+    text = (PROFILE_DIR / "smoke.yaml").read_text().replace("strategies: [zero-shot, bm25, xx, \"hybrid(0.5)\", pcgrad]",
+                                                            "strategies: [bm25]")
+    mine.write_text(text)
+    (tmp_path / "empty-data").mkdir()  # a data directory without the benchmark files
+    status = run(str(mine), tmp_path / "runs", data_dir=str(tmp_path / "empty-data"), progress=False)
+    assert re.fullmatch(r"failed: DataError: \S*empty-data/\S+\.json: missing; the data directory .*"
+                        r"\(see .*01_data.failed.ipynb\)", status["01_data.ipynb -> data"]), status
+    assert status["03_evaluate.ipynb -> bm25-s0"] == "not run: 01_data.ipynb -> data failed"
+    assert not (tmp_path / "runs" / "broken" / "data" / "01_data.ipynb").exists()
+
+
+def test_the_notebooks_read_the_resolved_profile_the_pipeline_wrote(runs):
+    from hybridlib.config import load_profile
+    resolved = runs / "smoke" / "profile.yaml"
+    assert load_profile(str(resolved)) == load_profile("smoke")
+    nb = json.loads((runs / "smoke" / "xx-s0" / "02_train.ipynb").read_text())
+    injected = next("".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert 'PROFILE = "../' in injected and 'PROFILE = "/' not in injected  # relative: no machine path

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -6,13 +7,14 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from hybridlib.config import load_profile, override
+from hybridlib.config import ConfigError, Profile, load_profile, override
 from hybridlib.trainer import (
+    CollapseError,
     NonFiniteError,
-    TrainConfig,
     Trainer,
     TrainingError,
     read_log,
@@ -107,9 +109,9 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(da
                                                                               monkeypatch, strategy, poison, message):
     from hybridlib import store
     pairs = store.read_table(data_out / "train_pairs.parquet")
-    config = TrainConfig(strategy, batch_size=8, budget_pairs=64, checkpoint_every=1, probe_every=0,
-                         max_query_length=32, max_passage_length=32)
-    trainer = Trainer(small_encoder, pairs, config, tmp_path, progress=False)
+    profile = Profile("t", batch_size=8, budget_pairs=64, checkpoint_every=1, probe_every=0, max_query_length=32,
+                      max_passage_length=32)
+    trainer = Trainer(small_encoder, pairs, profile, strategy, 0, tmp_path, progress=False)
     real, bad_call = trainer.loss, 3 if strategy == "xx" else 4
     calls = {"n": 0}
 
@@ -131,20 +133,70 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(da
 def test_mismatched_and_unreadable_checkpoints(data_out, tmp_path, small_encoder):
     from hybridlib import store
     pairs = store.read_table(data_out / "train_pairs.parquet")
-    base = {"batch_size": 8, "budget_pairs": 16, "probe_every": 0, "max_query_length": 16, "max_passage_length": 16}
-    Trainer(small_encoder, pairs, TrainConfig("xy", **base), tmp_path, progress=False).train()
+    base = Profile("t", batch_size=8, budget_pairs=16, probe_every=0, max_query_length=16, max_passage_length=16)
+    Trainer(small_encoder, pairs, base, "xy", 0, tmp_path, progress=False).train()
     with pytest.raises(TrainingError, match="does not match this run.*strategy: checkpoint 'xy', now 'ml'"):
-        Trainer(small_encoder, pairs, TrainConfig("ml", **base), tmp_path, progress=False).train()
+        Trainer(small_encoder, pairs, base, "ml", 0, tmp_path, progress=False).train()
+    with pytest.raises(TrainingError, match="does not match this run.*lr: checkpoint 3e-05, now 0.001"):
+        Trainer(small_encoder, pairs, override(base, lr=1e-3), "xy", 0, tmp_path, progress=False).train()
     (tmp_path / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainingError, match="state.pt: unreadable checkpoint"):
-        Trainer(small_encoder, pairs, TrainConfig("xy", **base), tmp_path, progress=False).train()
+        Trainer(small_encoder, pairs, base, "xy", 0, tmp_path, progress=False).train()
 
 
-def test_bad_training_parameters():
-    with pytest.raises(TrainingError, match=r"unknown strategy 'adam'; valid: xx, xy, ml, hybrid\(alpha\).*pcgrad"):
-        TrainConfig("adam")
-    with pytest.raises(TrainingError, match=r"budget_pairs=40 is smaller than one step \(64 pairs for strategy 'pcgrad'\)"):
-        TrainConfig("pcgrad", batch_size=32, budget_pairs=40)
+def test_bad_training_parameters(small_encoder):
+    with pytest.raises(ConfigError, match=r"unknown strategy 'adam'; allowed: zero-shot, bm25, xx, xy, ml, hybrid\(alpha\)"):
+        Trainer(small_encoder, pd.DataFrame(), Profile("t"), "adam", 0, "unused")
+    with pytest.raises(ConfigError, match=r"strategy zero-shot does not train"):
+        Trainer(small_encoder, pd.DataFrame(), Profile("t"), "zero-shot", 0, "unused")
+    with pytest.raises(ConfigError, match=r"field budget_pairs=40 is smaller than one step of pcgrad \(64 pairs"):
+        Profile("t", strategies=("pcgrad",), batch_size=32, budget_pairs=40)
+
+
+def test_a_collapsed_run_stops_with_a_clear_error(data_out, tmp_path, small_encoder, monkeypatch):
+    """What a far too high learning rate does to the model (every passage scored alike: loss ln(batch),
+    gradient 0), simulated from step 3 on; the run stops after collapse_steps such steps."""
+    from hybridlib import store
+    pairs = store.read_table(data_out / "train_pairs.parquet")
+    profile = Profile("t", batch_size=8, budget_pairs=8 * 20, probe_every=0, max_query_length=16,
+                      max_passage_length=16, collapse_steps=5, checkpoint_every=1)
+    trainer = Trainer(small_encoder, pairs, profile, "xx", 0, tmp_path, progress=False)
+    real = trainer.loss
+
+    def collapsed(rows):
+        loss, tokens = real(rows)
+        return (loss * 0 + math.log(8), tokens) if trainer.step >= 2 else (loss, tokens)
+
+    monkeypatch.setattr(trainer, "loss", collapsed)
+    with pytest.raises(CollapseError, match=r"step 7: training collapsed: loss 2.0794 \(chance ln\(8\) = 2.0794\), "
+                                            r"gradient norm 0.00e\+00, for 5 steps running; lower lr"):
+        trainer.train()
+
+
+def test_collapse_check_by_hand(small_encoder, tmp_path):
+    from .test_samplers import parallel_pairs
+    profile = Profile("t", batch_size=4, budget_pairs=8, collapse_steps=3)
+    t = Trainer(small_encoder, parallel_pairs(40, 3), profile, "xx", 0, tmp_path, progress=False)
+    t.check_collapse(math.log(4), 1.0)  # at chance: every passage scored alike
+    t.check_collapse(0.5, 1e-9)  # a vanishing gradient
+    t.check_collapse(1.0, 0.3)  # learning again: the count restarts
+    assert t.stalled == 0
+    t.check_collapse(math.log(4) + 1e-4, 0.3)
+    t.check_collapse(math.log(4), 0.3)
+    with pytest.raises(CollapseError, match=r"for 3 steps running; lower lr \(now 3e-05\)"):
+        t.check_collapse(math.log(4), 0.3)
+    off = Trainer(small_encoder, parallel_pairs(40, 3), override(profile, collapse_steps=0), "xx", 0, tmp_path)
+    for _ in range(10):
+        off.check_collapse(math.log(4), 0.0)  # 0 turns the check off
+
+
+def test_clip_ratio_and_mono_share_are_logged(data_out, tmp_path):
+    profile = override(load_profile("smoke"), budget_pairs=64)
+    summary = train_run(profile, "hybrid(0.25)", 1, data_out, tmp_path / "h", progress=False)
+    log = read_log(tmp_path / "h")
+    assert (log["clip_ratio"] == log["grad_norm"] / profile.max_grad_norm).all()
+    assert summary["mono_share"] == pytest.approx((log["batch_kind"] == "mono").mean())
+    assert summary["clipped_share"] == pytest.approx((log["clip_ratio"] > 1).mean())
 
 
 def test_same_profile_and_seed_give_bit_identical_weights_and_results(data_out, tmp_path):

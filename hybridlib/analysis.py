@@ -1,0 +1,110 @@
+"""The analyses the chapters show, as tested functions of the result tables (the notebooks only plot them)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import MLQA_LANGS
+from .strategy import Strategy, family_label, sort
+
+
+def order(strategies) -> list[str]:
+    """Strategies present, in display order (untrained, samplers with hybrid by alpha, mixing methods)."""
+    return sort(set(strategies))
+
+
+def alpha_sweep(results: pd.DataFrame, collection: str = "xquad-r", metric: str = "map") -> pd.DataFrame:
+    """Headline values of the batch-sampling strategies along alpha, the share of monolingual batches:
+    ``xy`` is alpha = 0, ``hybrid(alpha)``, ``xx`` is alpha = 1. Columns: strategy, alpha, setting, value,
+    lo, hi (means over seeds)."""
+    def alpha(s):
+        s = Strategy.parse(s)
+        return {"xy": 0.0, "xx": 1.0}.get(s.name, s.alpha if s.name == "hybrid" else np.nan)
+    d = results[(results.collection == collection) & (results.metric == metric) & (results.qlang == "all")]
+    d = d.assign(alpha=d["strategy"].map(alpha)).dropna(subset=["alpha"])
+    return (d.groupby(["strategy", "alpha", "setting"], as_index=False)[["value", "lo", "hi"]].mean()
+            .sort_values(["setting", "alpha"], ignore_index=True))
+
+
+def gold_rank_drop(per_query: pd.DataFrame, collection: str = "tydi") -> pd.DataFrame:
+    """Per strategy, on a collection with monolingual and multilingual pools of the same queries: the
+    own-language share of the multilingual top 10, and how far the gold passage falls when the other
+    languages' passages join the pool (multilingual first rank minus monolingual first rank, >= 0 since
+    the pool only grows): its mean, median and the share of queries where it falls at all."""
+    d = per_query[per_query.collection == collection]
+    key = ["strategy", "seed", "query"]
+    mono = d[d.setting == "mono"].set_index(key)["first_rank"]
+    multi = d[d.setting == "multi"].set_index(key)
+    drop = (multi["first_rank"] - mono.reindex(multi.index)).rename("drop")
+    by = drop.groupby(level="strategy")
+    table = pd.DataFrame({"own language share @10": multi.groupby(level="strategy")["own_language@10"].mean(),
+                          "queries whose gold passage falls": by.apply(lambda x: float((x > 0).mean())),
+                          "median fall (ranks)": by.median(), "mean fall (ranks)": by.mean()})
+    return table.reindex(order(table.index))
+
+
+def seen_unseen(per_query: pd.DataFrame, collection: str = "xquad-r", metric: str = "map",
+                seen=MLQA_LANGS) -> pd.DataFrame:
+    """``metric`` macro-averaged over the views whose query language training saw (``seen``) or not,
+    per strategy (rows) and setting (columns)."""
+    d = per_query[(per_query.collection == collection) & per_query.setting.isin(["mono", "cross", "multi"])]
+    d = d.assign(languages=np.where(d["qlang"].isin(seen), "seen", "unseen"))
+    views = d.groupby(["strategy", "setting", "languages", "qlang", "plang"])[metric].mean()
+    table = views.groupby(["strategy", "setting", "languages"]).mean().unstack(["setting", "languages"])
+    return table.reindex(order(table.index))
+
+
+def conflict(logs: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: measurements of the mono/cross gradient cosine, their mean, and the share below zero
+    (the two objectives pulling the weights apart)."""
+    c = logs.dropna(subset=["cosine"])
+    table = c.groupby("strategy")["cosine"].agg(measurements="size", mean="mean",
+                                                conflict_share=lambda x: float((x < 0).mean()))
+    return table.reindex(order(table.index))
+
+
+def notebook_durations(profile_dir: str | Path) -> pd.DataFrame:
+    """Wall time of every executed notebook under a profile directory (papermill's record): notebook,
+    run, seconds."""
+    rows = []
+    for nb in sorted(Path(profile_dir).rglob("*.ipynb")):
+        if nb.name.endswith(".failed.ipynb"):
+            continue
+        try:
+            meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{nb}: unreadable executed notebook ({e})") from None
+        if meta.get("duration"):
+            rows.append({"notebook": nb.stem.replace("_", " ", 1), "run": nb.parent.name, "seconds": meta["duration"]})
+    return pd.DataFrame(rows, columns=["notebook", "run", "seconds"])
+
+
+def families(strategies) -> dict[str, str]:
+    """Strategy -> its family's label, for legends."""
+    return {s: family_label(s) for s in strategies}
+
+
+def describe(sig: pd.DataFrame, table: pd.DataFrame, front: list[str], claims: pd.DataFrame, hybrid: str,
+             figures=("XQuAD-R mono mAP", "XQuAD-R cross mAP", "XQuAD-R multi mAP", "TyDi mono MRR@10")) -> str:
+    """The answer in brief, as Markdown bullets, from the paired tests of ``hybrid`` against the mixing
+    methods (``sig``: figure, b, diff, p_holm), the headline table, the Pareto front and the claims."""
+    if sig.empty:
+        return "This profile has no hybrid-vs-mixing comparison."
+    lines = []
+    for label in figures:
+        s = sig[sig.figure == label]
+        if s.empty:
+            continue
+        groups = {"significantly better than": s[(s["diff"] > 0) & (s.p_holm < 0.05)].b.tolist(),
+                  "significantly worse than": s[(s["diff"] < 0) & (s.p_holm < 0.05)].b.tolist(),
+                  "no significant difference from": s[s.p_holm >= 0.05].b.tolist()}
+        parts = [f"{what} {', '.join(names)}" for what, names in groups.items() if names]
+        lines.append(f"- **{label}**: {hybrid} {table.loc[hybrid, (label, 'value')]:.3f}; {'; '.join(parts)}.")
+    lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
+    tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
+    lines.append(f"- **Paper claims**: {int((tested.verdict == 'supported').sum())} of {len(tested)} tested claims "
+                 "supported at the 5% level after Holm correction.")
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""The run layer: the tasks of a profile's study, the files each writes, and when each counts as done.
+
+A task is one notebook executed over one directory. It counts as done only when its manifest
+(``.<notebook stem>.json`` beside its outputs) exists and
+
+- records the same **key**: a hash of the task's configuration (the profile fields of its stage, its
+  strategy and seed) and of the digests of the upstream outputs it reads, so a changed setting or a
+  changed input re-runs that task and what depends on it, and nothing else;
+- every output it lists exists and has the digest recorded when the task finished (a truncated,
+  emptied or edited file is not done): the SHA-256 of its bytes, or for a product (below) of its content.
+
+Upstream outputs enter a key by the digest of their content, not their bytes: a table's digest ignores
+its file metadata (which names the code version), a training run's is the hash of the weights it
+produced. So regenerating an ignored output (notebook 01's pairs on a fresh clone) does not invalidate
+the committed runs built on it, as long as it comes out the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Profile
+from .paths import REPO_ROOT
+from .store import write_json
+
+log = logging.getLogger(__name__)
+SUMMARIES = ("04_language_bias.ipynb", "05_compare.ipynb", "06_performance.ipynb")
+BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_digest(out_dir: Path, product: str) -> str:
+    """The digest of what a product holds: a table's data (without file metadata), every table of a
+    directory, a JSON field (``file.json#field``), or a file's bytes. Raises ``ValueError`` naming the file
+    when it is missing or does not parse."""
+    name, _, key = product.partition("#")
+    path = out_dir / name
+    try:
+        if key:
+            value = json.loads(path.read_text(encoding="utf-8"))[key]
+            return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+        if path.is_dir():
+            parts = sorted(p for p in path.rglob("*.parquet"))
+            if not parts:
+                raise ValueError("an empty directory")
+            return hashlib.sha256("".join(f"{p.relative_to(path)}:{content_digest(p.parent, p.name)}"
+                                          for p in parts).encode()).hexdigest()
+        if path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pq.read_table(path).replace_schema_metadata(None)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+        return sha256_file(path)
+    except Exception as e:
+        raise ValueError(f"{path}: {type(e).__name__}: {e}") from None
+
+
+@dataclass
+class Task:
+    notebook: str
+    out_dir: Path
+    parameters: dict
+    outputs: tuple[str, ...]  # files (or directories of tables) the notebook writes, relative to out_dir
+    products: tuple[str, ...]  # what downstream tasks read (see content_digest): their digests key the downstream
+    config: dict  # the settings that determine the outputs
+    upstream: list[Task] = field(default_factory=list)
+    needs: tuple[str, ...] = ()  # files of its run directory it needs to run (not to be done): a trained model
+
+    @property
+    def name(self) -> str:
+        return f"{self.notebook} -> {self.out_dir.name}"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / f".{Path(self.notebook).stem}.json"
+
+    def manifest(self) -> dict | None:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def inputs(self) -> dict:
+        """Upstream products and their digests, as the upstream manifests recorded them."""
+        out = {}
+        for u in self.upstream:
+            recorded = (u.manifest() or {}).get("products", {})
+            out[f"{u.out_dir.name}/{u.notebook}"] = {p: recorded.get(p) for p in u.products}
+        return out
+
+    def key(self) -> str:
+        blob = json.dumps({"notebook": self.notebook, "config": self.config, "inputs": self.inputs()},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def check(self) -> str | None:
+        """None when done; otherwise why the task must run."""
+        m = self.manifest()
+        if m is None:
+            return "never finished" if not self.manifest_path.exists() else f"{self.manifest_path.name} unreadable"
+        for name, digest in m.get("outputs", {}).items():
+            if not (self.out_dir / name).exists():
+                return f"output {name} missing"
+            try:
+                if self.integrity(name) != digest:
+                    return f"output {name} changed since it was written"
+            except ValueError as e:
+                return f"output unreadable: {e}"
+        if set(m.get("outputs", {})) != set(self.outputs):
+            return "its outputs differ from what this version writes"
+        if m.get("key") != self.key():
+            now, then = json.loads(json.dumps(self.config, default=str)), m.get("config", {})
+            changed = [k for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)]
+            return f"settings changed ({', '.join(changed)})" if changed else "an input changed"
+        return None
+
+    def outputs_valid(self) -> str | None:
+        """None when every output exists and its products parse; else what is wrong."""
+        for name in self.outputs:
+            if not (self.out_dir / name).exists():
+                return f"output {name} missing"
+        for product in self.products:
+            try:
+                content_digest(self.out_dir, product)
+            except ValueError as e:
+                return str(e)
+        return None
+
+    def record(self) -> None:
+        """Write the manifest: the task finished with this key, these outputs and products."""
+        problem = self.outputs_valid()
+        if problem:
+            raise ValueError(f"{self.name}: finished without its outputs: {problem}")
+        write_json({"notebook": self.notebook, "key": self.key(), "config": self.config, "inputs": self.inputs(),
+                    "outputs": {name: self.integrity(name) for name in self.outputs},
+                    "products": {p: content_digest(self.out_dir, p) for p in self.products}}, self.manifest_path)
+
+    def integrity(self, name: str) -> str:
+        """An output's digest: its content for a product (stable when regenerated), else its bytes."""
+        path = self.out_dir / name
+        return content_digest(self.out_dir, name) if name in self.products or path.is_dir() else sha256_file(path)
+
+
+def data_checksums_if_present(data_dir: str | None) -> dict:
+    """The benchmark files' checksums where they are on disk (none downloaded for this)."""
+    from .data import SOURCES, DataError, data_file
+    out = {}
+    for name in ("mlqa", "xquad-r", "mlqa-r", "tydi-dev"):
+        for lang in SOURCES[name].languages:
+            try:
+                out[SOURCES[name].relpath(lang)] = sha256_file(data_file(name, lang, data_dir or None, download=False))
+            except (DataError, FileNotFoundError, OSError):
+                return {}
+    return out
+
+
+def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path, data_dir: str = "") -> list[Task]:
+    """The grid of a profile, in execution order. Paths handed to notebooks are relative to ``notebooks``
+    (where they execute), so the executed notebooks hold no path of the machine that ran them."""
+    root = runs_dir / profile.name
+    rel = lambda p: os.path.relpath(p, notebooks)  # noqa: E731
+    data = root / "data"
+    first = Task("01_data.ipynb", data, {"PROFILE": rel(profile_file), "DATA_DIR": data_dir, "OUT_DIR": rel(data)},
+                 outputs=("01_data.ipynb", "train_pairs.parquet", "heldout_pairs.parquet", "data_summary.json",
+                          "collections"),
+                 products=("train_pairs.parquet", "heldout_pairs.parquet", "collections"),
+                 config={**profile.stage("data"), "data_sha256": data_checksums_if_present(str(notebooks / data_dir) if data_dir else "")})
+    out, trained, evaluated = [first], [], []
+    for seed in profile.seeds:
+        for strategy in profile.strategy_list:
+            run = root / strategy.run_name(seed)
+            params = {"PROFILE": rel(profile_file), "DATA_OUT": rel(data), "RUN_DIR": rel(run),
+                      "STRATEGY": str(strategy), "SEED": seed}
+            upstream = [first]
+            if strategy.trains:
+                from .trainer import run_config
+                train = Task("02_train.ipynb", run, params, ("02_train.ipynb", "train_summary.json", "train_log.jsonl"),
+                             ("train_summary.json#weights_sha256", "train_log.jsonl"),
+                             run_config(profile, strategy, seed), [first])
+                out.append(train)
+                trained.append(train)
+                upstream = [first, train]
+            evaluate = Task("03_evaluate.ipynb", run, {**params, "DATA_DIR": data_dir},
+                            ("03_evaluate.ipynb", "results.parquet", "per_query.parquet", "preference.parquet",
+                             "eval_meta.json"), ("results.parquet", "per_query.parquet", "preference.parquet"),
+                            {"strategy": str(strategy), "seed": seed, **profile.stage("eval")}, upstream,
+                            needs=("model",) if strategy.trains else ())
+            out.append(evaluate)
+            evaluated.append(evaluate)
+    bench = {p.name: sha256_file(p) for p in sorted(BENCHMARKS.glob("*.json"))} if BENCHMARKS.is_dir() else {}
+    for nb in SUMMARIES:
+        params = {"PROFILE_DIR": rel(root)}
+        config, upstream = {"runs": [t.out_dir.name for t in evaluated]}, list(evaluated)
+        if nb != "04_language_bias.ipynb":
+            upstream += trained
+        if nb == "06_performance.ipynb":
+            params["BENCHMARKS"] = rel(BENCHMARKS)
+            config["benchmarks"] = bench
+        out.append(Task(nb, root, params, (nb,), (), config, upstream))
+    return out
+
+
+def adopt(task: Task) -> bool:
+    """Record a task whose outputs are all there but which has no manifest (finished before the run layer
+    kept manifests) as done with the current key; True when recorded."""
+    if task.manifest_path.exists() or task.outputs_valid() is not None:
+        return False
+    if any(u.check() is not None for u in task.upstream):
+        return False
+    task.record()
+    return True
+

@@ -1,0 +1,107 @@
+"""The chapters' analyses on small tables whose answers are worked out by hand."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hybridlib import analysis
+from hybridlib.losses import info_nce
+
+
+def results_rows():
+    rows = []
+    for strategy, mono in (("xy", 0.70), ("hybrid(0.25)", 0.72), ("hybrid(0.75)", 0.75), ("xx", 0.77), ("pcgrad", 0.73)):
+        for seed in (0, 1):
+            rows.append({"strategy": strategy, "seed": seed, "collection": "xquad-r", "setting": "mono", "qlang": "all",
+                         "plang": "all", "metric": "map", "value": mono + 0.01 * seed, "lo": mono - 0.02, "hi": mono + 0.02})
+    return pd.DataFrame(rows)
+
+
+def test_alpha_sweep_places_xy_at_zero_and_xx_at_one_and_averages_seeds():
+    sweep = analysis.alpha_sweep(results_rows())
+    assert sweep["strategy"].tolist() == ["xy", "hybrid(0.25)", "hybrid(0.75)", "xx"]  # pcgrad has no alpha
+    assert sweep["alpha"].tolist() == [0.0, 0.25, 0.75, 1.0]
+    assert sweep["value"].tolist() == pytest.approx([0.705, 0.725, 0.755, 0.775])
+
+
+def per_query_tydi():
+    # xx: query 0 keeps rank 1, query 1 falls from 2 to 5, query 2 from 1 to 1; xy: every query falls by 1
+    rows = []
+    for strategy, mono, multi in (("xx", [1, 2, 1], [1, 5, 1]), ("xy", [1, 1, 3], [2, 2, 4])):
+        for q in range(3):
+            rows.append({"strategy": strategy, "seed": 0, "collection": "tydi", "setting": "mono", "query": q,
+                         "first_rank": mono[q], "own_language@10": np.nan})
+            rows.append({"strategy": strategy, "seed": 0, "collection": "tydi", "setting": "multi", "query": q,
+                         "first_rank": multi[q], "own_language@10": 0.5 if strategy == "xx" else 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_gold_rank_drop_by_hand():
+    t = analysis.gold_rank_drop(per_query_tydi())
+    assert t.loc["xx"].tolist() == pytest.approx([0.5, 1 / 3, 0.0, 1.0])  # median 0: two of three never fall
+    assert t.loc["xy"].tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])
+
+
+def test_seen_unseen_macro_averages_views_then_languages():
+    rows = []
+    for qlang, plang, values in (("en", "en", [1.0, 0.0]), ("de", "de", [0.5]), ("th", "th", [0.2, 0.4]),
+                                 ("en", "th", [0.3])):
+        for v in values:
+            rows.append({"strategy": "xx", "collection": "xquad-r", "setting": "mono" if qlang == plang else "cross",
+                         "qlang": qlang, "plang": plang, "map": v})
+    t = analysis.seen_unseen(pd.DataFrame(rows))
+    assert t.loc["xx", ("mono", "seen")] == pytest.approx((0.5 + 0.5) / 2)  # en view mean .5, de .5
+    assert t.loc["xx", ("mono", "unseen")] == pytest.approx(0.3)
+    assert t.loc["xx", ("cross", "seen")] == pytest.approx(0.3)
+
+
+def test_conflict_share_counts_negative_cosines_only():
+    logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["xx"] * 3, "cosine": [0.1, -0.2, -0.1, np.nan, 0.3, 0.2, -0.5]})
+    t = analysis.conflict(logs)
+    assert t.loc["xx"].tolist() == pytest.approx([3, 0.0, 1 / 3])
+    assert t.loc["sum"].tolist() == pytest.approx([3, -0.2 / 3, 2 / 3])
+    assert t.index.tolist() == ["xx", "sum"]  # display order: samplers before mixing
+
+
+def test_notebook_durations_read_papermill_metadata(tmp_path):
+    for rel, seconds in (("xx-s0/02_train.ipynb", 12.5), ("xx-s0/03_evaluate.ipynb", 30.0), ("05_compare.ipynb", None)):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}, "cells": []}))
+    t = analysis.notebook_durations(tmp_path)
+    assert t.to_dict("records") == [{"notebook": "02 train", "run": "xx-s0", "seconds": 12.5},
+                                    {"notebook": "03 evaluate", "run": "xx-s0", "seconds": 30.0}]
+    (tmp_path / "xx-s0" / "02_train.ipynb").write_text("")
+    with pytest.raises(ValueError, match="02_train.ipynb: unreadable executed notebook"):
+        analysis.notebook_durations(tmp_path)
+
+
+def test_describe_names_each_group_once_and_never_says_none():
+    sig = pd.DataFrame({"figure": ["XQuAD-R mono mAP"] * 3, "b": ["sum", "pcgrad", "mgda"], "diff": [0.01, -0.01, 0.0],
+                        "p_holm": [0.01, 0.02, 0.5]})
+    table = pd.DataFrame({("XQuAD-R mono mAP", "value"): [0.761]}, index=["hybrid(0.5)"])
+    claims = pd.DataFrame({"verdict": ["supported", "not supported (no significant difference)", "not run"]})
+    text = analysis.describe(sig, table, ["xx", "hybrid(0.25)"], claims, "hybrid(0.5)")
+    assert "- **XQuAD-R mono mAP**: hybrid(0.5) 0.761; significantly better than sum; significantly worse than " \
+           "pcgrad; no significant difference from mgda." in text
+    assert "none" not in text and "1 of 2 tested claims" in text
+
+
+def test_info_nce_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    t = 0.5
+    # row 0: logits (1, 0.6)/t, positive 0; row 1: logits (0, 0.8)/t, positive 1
+    expected = (-math.log(math.exp(2) / (math.exp(2) + math.exp(1.2))) - math.log(math.exp(1.6) / (1 + math.exp(1.6)))) / 2
+    assert info_nce(q, p, temperature=t).item() == pytest.approx(expected, rel=1e-6)
+    # a hard negative equal to the positive halves the positive's share: loss grows by about ln 2 when dominant
+    hard = info_nce(q, p, negatives=p.clone(), temperature=0.01).item()
+    assert hard == pytest.approx(math.log(2), abs=1e-3)
+    sym = info_nce(q, p, temperature=t, symmetric=True).item()
+    back = (-math.log(math.exp(2) / (math.exp(2) + math.exp(0))) - math.log(math.exp(1.6) / (math.exp(1.2) + math.exp(1.6)))) / 2
+    assert sym == pytest.approx((expected + back) / 2, rel=1e-6)
+    # uniform scores: the loss is ln(batch), the chance level the trainer's collapse check watches for
+    same = torch.ones(4, 2) / math.sqrt(2)
+    assert info_nce(same, same).item() == pytest.approx(math.log(4), rel=1e-6)
