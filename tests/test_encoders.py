@@ -121,3 +121,67 @@ def test_a_loaded_encoder_is_in_eval_mode_and_uses_bf16_for_encoding_only_where_
     assert enc.precision == ("bf16" if bf16_available(enc.device) else "fp32")
     enc.train()
     assert enc.precision == "fp32"  # CPU training stays in fp32
+
+
+# ---- caches are checked, not trusted ----
+
+def flip_a_weight(path):
+    """Change one byte in the tensor data of a safetensors file (past its JSON header): the file still loads."""
+    raw = bytearray(path.read_bytes())
+    header = int.from_bytes(raw[:8], "little")
+    raw[8 + header + 1000] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (flip_a_weight, r"model.safetensors: weights hash \w+ differs from the \w+ recorded when it was saved"),
+    (lambda p: p.write_bytes(p.read_bytes()[:5000]), r"saved model does not load \(\w+"),
+])
+def test_a_saved_model_changed_on_disk_is_refused_naming_it(small_encoder, tmp_path, damage, message):
+    from hybridlib.encoders import CorruptModel
+    path = small_encoder.save(tmp_path / "model")
+    damage(path / "model.safetensors")
+    with pytest.raises(CorruptModel, match=f"{tmp_path / 'model'}.*{message}"):
+        load_encoder(str(path))
+
+
+def test_a_run_whose_model_is_not_the_trained_one_is_refused(small_encoder, tmp_path):
+    import json
+
+    from hybridlib.evaluate import run_encoder
+    small_encoder.save(tmp_path / "model")
+    (tmp_path / "train_summary.json").write_text(json.dumps({"weights_sha256": "0123456789abcdef"}))
+    with pytest.raises(ModelNotAvailable, match=r"model: weights hash \w+ differs from the one training recorded"):
+        run_encoder(tmp_path, "xx", "embedded:multilingual-e5-small")
+    with pytest.raises(ModelNotAvailable, match=r"run directory without a model for strategy xx; train it first"):
+        run_encoder(tmp_path / "other", "xx", "embedded:multilingual-e5-small")
+
+
+@pytest.mark.slow
+def test_a_corrupted_embedded_model_cache_is_rebuilt(monkeypatch, tmp_path, caplog, encoder):
+    monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
+    first = load_encoder()
+    flip_a_weight(tmp_path / "models" / "multilingual-e5-small" / "model.safetensors")
+    again = load_encoder()
+    assert "rebuilding the cache" in caplog.text and again.weights_hash() == first.weights_hash() == encoder.weights_hash()
+
+
+@pytest.mark.parametrize("damage", ["permuted rows", "truncated", "not a cache file", "other shape"])
+def test_a_damaged_embedding_cache_entry_is_recomputed(small_encoder, monkeypatch, tmp_path, caplog, damage):
+    from hybridlib.evaluate import encode_cached
+    monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
+    fresh = encode_cached(small_encoder, SENTENCES, "query", 32, 4)
+    [entry] = (tmp_path / "embeddings").glob("*.npz")
+    if damage == "permuted rows":
+        with np.load(entry) as f:
+            np.savez(entry, embeddings=f["embeddings"][::-1], sha256=f["sha256"])
+    elif damage == "truncated":
+        entry.write_bytes(entry.read_bytes()[:100])
+    elif damage == "not a cache file":
+        entry.write_bytes(b"garbage")
+    else:
+        with np.load(entry) as f:
+            np.savez(entry, embeddings=f["embeddings"][:3], sha256=f["sha256"])
+    again = encode_cached(small_encoder, SENTENCES, "query", 32, 4)
+    assert np.array_equal(again, fresh) and "recomputing it" in caplog.text and str(entry) in caplog.text
+    assert np.array_equal(encode_cached(small_encoder, SENTENCES, "query", 32, 4), fresh)  # rewritten, read back
