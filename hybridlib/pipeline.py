@@ -47,6 +47,11 @@ def plan(todo: list[Task]) -> dict[str, str | None]:
     return reasons
 
 
+def forced(t: Task, reasons: dict) -> bool:
+    """Whether a done task must run all the same (a later task needs a file of it that is gone)."""
+    return bool(reasons[t.name]) and "needed by" in reasons[t.name]
+
+
 def execute(t: Task) -> str:
     """Run one task's notebook; record it as done; its status line."""
     import papermill
@@ -126,8 +131,8 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 status[t.name], _ = f"not run: {blocked[0]} failed", failed.add(t.name)
             elif adopt_existing and adopt(t):
                 status[t.name] = "adopted"
-            elif reasons[t.name] is None and t.check() is None:
-                status[t.name] = "skipped (done)"
+            elif t.check() is None and not forced(t, reasons):  # checked now: what ran before may have
+                status[t.name] = "skipped (done)"                 # reproduced the inputs it read
             else:
                 bar.set_postfix_str(t.name)
                 status[t.name] = execute(t)
