@@ -110,7 +110,9 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         reasons, out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain
             pending = any(out[u.name] != "skipped (done)" for u in t.upstream)
-            out[t.name] = f"would run: {reasons[t.name]}" if reasons[t.name] else \
+            adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
+            out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
+                f"would run: {reasons[t.name]}" if reasons[t.name] else \
                 "would run: if its inputs change" if pending else "skipped (done)"
         return out
     logging.getLogger("papermill").setLevel(logging.WARNING)

@@ -422,4 +422,4 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
             summary["data_sha256"] |= read_meta(pairs_path).get("data_sha256", {})  # the pairs' sources
             write_json(summary, run_dir / "train_summary.json")  # marks the run trained
             shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
-    return summary
+    return json.loads(json.dumps(summary, default=str))  # as a later call reads it back

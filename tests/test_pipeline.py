@@ -19,7 +19,7 @@ from hybridlib.pipeline import PipelineLocked, run
 
 from .conftest import needs_data
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.slow]  # real training and notebooks
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +241,25 @@ def test_the_notebooks_read_the_resolved_profile_the_pipeline_wrote(runs):
     nb = json.loads((runs / "smoke" / "xx-s0" / "02_train.ipynb").read_text())
     injected = next("".join(c["source"]) for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
     assert 'PROFILE = "../' in injected and 'PROFILE = "/' not in injected  # relative: no machine path
+
+
+def test_a_regenerated_input_that_comes_out_the_same_reruns_nothing_downstream(runs):
+    """A fresh clone has no notebook-01 pairs (they are not committed): 01 runs again, reproduces them, and
+    neither its committed notebook nor any later task changes."""
+    prof = runs / "smoke" / "data"
+    notebook = (prof / "01_data.ipynb").read_bytes()
+    (prof / "train_pairs.parquet").unlink()
+    status = run("smoke", runs, progress=False)
+    assert status["01_data.ipynb -> data"].startswith("done")
+    assert {s for n, s in status.items() if not n.startswith("01")} == {"skipped (done)"}
+    assert (prof / "01_data.ipynb").read_bytes() == notebook
+
+
+def test_outputs_written_before_manifests_were_kept_can_be_adopted(runs):
+    prof = runs / "smoke"
+    kept = (prof / ".05_compare.json").read_text()
+    (prof / ".05_compare.json").unlink()
+    assert run("smoke", runs, dry_run=True, adopt_existing=True)["05_compare.ipynb -> smoke"] == \
+        "would adopt (outputs there, no manifest)"
+    assert run("smoke", runs, adopt_existing=True, progress=False)["05_compare.ipynb -> smoke"] == "adopted"
+    assert json.loads((prof / ".05_compare.json").read_text())["key"] == json.loads(kept)["key"]

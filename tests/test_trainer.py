@@ -23,7 +23,7 @@ from hybridlib.trainer import (
 
 from .conftest import needs_data
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.slow]  # real training and notebooks
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -219,3 +219,62 @@ def test_same_profile_and_seed_give_bit_identical_weights_and_results(data_out, 
     for key in ("code_version", "model", "weights_sha256", "data_sha256", "profile", "seed"):
         assert key in sa, key
     assert sa["seed"] == 7 and sa["profile"]["name"] == "smoke" and sa["model"].startswith("embedded:")
+
+
+def test_a_finished_run_is_reused_as_it_is_or_refused_with_other_settings(data_out, tmp_path, capsys):
+    from hybridlib.__main__ import main
+    profile = override(load_profile("smoke"), budget_pairs=16)
+    first = train_run(profile, "xx", 0, data_out, tmp_path / "r", progress=False)
+    assert train_run(profile, "xx", 0, data_out, tmp_path / "r", progress=False) == first  # nothing redone
+    with pytest.raises(ConfigError, match=r"r: this run finished with other settings \(lr: finished with 3e-05, "
+                                          r"now 0.001\); use another run directory"):
+        train_run(override(profile, lr=1e-3), "xx", 0, data_out, tmp_path / "r", progress=False)
+    assert main(["train", "--profile", "smoke", "--strategy", "xx", "--data", str(data_out), "--run-dir",
+                 str(tmp_path / "r"), "--set", "budget_pairs=16", "seeds=[3]", "lr=0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "finished with other settings" in err and "Traceback" not in err
+
+
+def test_two_trainings_of_one_run_directory_are_refused(data_out, tmp_path):
+    import fcntl
+
+    from hybridlib.paths import Locked
+    (tmp_path / "r").mkdir()
+    with open(tmp_path / "r" / ".train.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(Locked, match=r"r/.train.lock: another process is training this run; wait for it"):
+            train_run(load_profile("smoke"), "xx", 0, data_out, tmp_path / "r", progress=False)
+
+
+def test_a_full_disk_while_saving_leaves_the_last_checkpoint_and_no_temporary_files(data_out, tmp_path,
+                                                                                     small_encoder, monkeypatch):
+    import errno
+
+    from hybridlib import store
+    pairs = store.read_table(data_out / "train_pairs.parquet")
+    trainer = Trainer(small_encoder, pairs, Profile("t", batch_size=8, budget_pairs=16, probe_every=0,
+                                                    max_query_length=16, max_passage_length=16), "xx", 0, tmp_path)
+    trainer.save_checkpoint()
+    before = (tmp_path / "checkpoint" / "state.pt").read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    trainer.step = 1
+    with pytest.raises(OSError, match=r"could not write .*checkpoint/state.pt: No space left on device"):
+        trainer.save_checkpoint()
+    assert (tmp_path / "checkpoint" / "state.pt").read_bytes() == before
+    monkeypatch.setattr(small_encoder.model, "save_pretrained", full)
+    with pytest.raises(OSError, match=r"could not save the model to .*model: No space left on device"):
+        small_encoder.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["checkpoint", "state.pt"]
+
+
+def test_a_torn_last_log_line_is_dropped_and_a_bad_line_elsewhere_names_the_file(tmp_path, caplog):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.9}\n{"step": 3, "lo')
+    assert read_log(tmp_path)["step"].tolist() == [1, 2] and "dropped a torn last line (line 3)" in caplog.text
+    log.write_text('{"step": 1, "loss": 2.0}\nnot json\n{"step": 3, "loss": 1.8}\n')
+    with pytest.raises(TrainingError, match=r"train_log.jsonl: line 2 is not JSON \('not json'\)"):
+        read_log(tmp_path)
