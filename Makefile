@@ -25,7 +25,7 @@ run: $(STAMP)
 
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
-	@echo "The book: file://$(CURDIR)/_build/html/intro.html"
+	@echo "The book: file://$(CURDIR)/_build/html/book/intro.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadscope --nbval-lax tests notebooks/01_data.ipynb $(PYTEST_ARGS)

@@ -62,3 +62,61 @@ def seed_summary(values) -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
             "min": float(v.min()), "max": float(v.max()), "n": len(v)}
+
+
+# ---- seeds as the unit of replication (the powered design) ---------------------------------------------
+
+def hierarchical_bootstrap(values, seeds, groups, weights=None, n_boot: int = 1000, level: float = 0.95,
+                           seed: int = 0) -> tuple[float, float, float, np.ndarray]:
+    """Mean over training seeds of each seed's (weighted) mean of ``values``, and its percentile interval
+    from a two-level bootstrap: each draw resamples the seeds with replacement and the question groups with
+    replacement, so both sources of noise, training and queries, are in the interval. The groups of a draw
+    are shared by its seeds: every seed answers the same questions, so their sampling noise is common to
+    all seeds (resampling them independently per seed would shrink it by the number of seeds). With one
+    seed this is the group bootstrap. Also returns the bootstrap distribution (n_boot,).
+
+    ``values``, ``seeds``, ``groups``, ``weights``: one entry per (seed, query) row; weights 1 / (views x
+    queries in the view) make each seed's mean a macro-average over views."""
+    values = np.asarray(values, dtype=float)
+    weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=float)
+    seed_labels, s_idx = np.unique(np.asarray(seeds), return_inverse=True)
+    _, g_idx = np.unique(np.asarray(groups), return_inverse=True)
+    S, G = len(seed_labels), g_idx.max() + 1
+    sums, counts = np.zeros((G, S)), np.zeros((G, S))  # per (group, seed)
+    np.add.at(sums, (g_idx, s_idx), values * weights)
+    np.add.at(counts, (g_idx, s_idx), weights)
+    estimate = float((sums.sum(0) / counts.sum(0)).mean())
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(G, np.full(G, 1 / G), size=n_boot).astype(float)  # (n_boot, G): one group draw each
+    per_seed = (w @ sums) / (w @ counts)  # (n_boot, S)
+    picks = rng.integers(S, size=(n_boot, S))
+    boot = np.take_along_axis(per_seed, picks, axis=1).mean(1)
+    a = (1 - level) / 2
+    return estimate, float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a)), boot
+
+
+def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n_boot: int = 1000,
+                     seed: int = 0) -> dict:
+    """Difference a - b paired by (seed, query), with the hierarchical bootstrap: the mean difference, its
+    95% interval, a two-sided bootstrap p-value for "no difference", and the two one-sided tests (TOST) of
+    equivalence within +-``margin`` at the 5% level, done as the 90% interval lying inside the margins
+    (Schuirmann 1987)."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    mean, lo, hi, boot = hierarchical_bootstrap(diff, seeds, groups, weights, n_boot, 0.95, seed)
+    lo90, hi90 = np.quantile(boot, [0.05, 0.95])
+    p = min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()) + 1 / (n_boot + 1))
+    return {"diff": mean, "lo": lo, "hi": hi, "lo90": float(lo90), "hi90": float(hi90), "p": float(p),
+            "equivalent": bool(-margin < lo90 and hi90 < margin), "margin": margin,
+            "seeds": len(np.unique(seeds)), "groups": len(np.unique(groups))}
+
+
+def verdict4(diff: float, p_holm: float, equivalent: bool, higher_is_better: bool = True, alpha: float = 0.05) -> str:
+    """One of four outcomes for "a against b": ``equivalent`` when the TOST puts the difference inside the
+    stated margin (a difference too small to matter, significant or not); else ``better`` / ``worse`` when
+    the Holm-corrected test rejects "no difference"; else ``inconclusive``. "No difference" is only ever
+    said through ``equivalent``."""
+    if equivalent:
+        return "equivalent"
+    if p_holm < alpha:
+        return "better" if (diff > 0) == higher_is_better else "worse"
+    return "inconclusive"

@@ -224,3 +224,16 @@ def test_profile_fields_have_one_home():
     names = {f.name for f in dataclasses.fields(Profile)}
     assert {"max_grad_norm", "warmup", "weight_decay", "cagrad_c", "gradvac_beta", "symmetric",
             "gradient_checkpointing", "collapse_steps"} <= names
+
+
+def test_every_task_passes_only_parameters_its_notebook_declares_and_checks(tmp_path):
+    """The pipeline's parameters and the notebooks' parameters cells cannot drift apart unnoticed."""
+    import papermill
+
+    from hybridlib.config import CHECKS
+    from hybridlib.pipeline import NOTEBOOKS, prepare
+    _, _, todo = prepare("cpu", tmp_path)
+    declared = {nb.name: set(papermill.inspect_notebook(str(nb))) for nb in NOTEBOOKS.glob("*.ipynb")}
+    for t in todo:
+        assert set(t.parameters) <= declared[t.notebook], (t.notebook, set(t.parameters) - declared[t.notebook])
+    assert set().union(*declared.values()) <= set(CHECKS)  # every notebook parameter has a check

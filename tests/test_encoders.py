@@ -162,12 +162,12 @@ def test_a_run_whose_model_is_not_the_trained_one_is_refused(small_encoder, tmp_
 
 
 @pytest.mark.slow
-def test_a_corrupted_embedded_model_cache_is_rebuilt(monkeypatch, tmp_path, caplog, encoder):
+def test_a_corrupted_embedded_model_cache_is_rebuilt(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
     first = load_encoder()
     flip_a_weight(tmp_path / "models" / "multilingual-e5-small" / "model.safetensors")
     again = load_encoder()
-    assert "rebuilding the cache" in caplog.text and again.weights_hash() == first.weights_hash() == encoder.weights_hash()
+    assert "rebuilding the cache" in caplog.text and again.weights_hash() == first.weights_hash()
 
 
 @pytest.mark.parametrize("damage", ["permuted rows", "truncated", "not a cache file", "other shape"])

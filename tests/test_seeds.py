@@ -1,0 +1,67 @@
+"""The powered design's statistics on simulated studies whose truth is known."""
+import numpy as np
+import pytest
+
+from hybridlib.stats import hierarchical_bootstrap, paired_seed_test, verdict4
+
+
+def study(rng, seeds=5, groups=200, per_group=3, mu=0.5, seed_sd=0.004, group_sd=0.08, noise=0.05):
+    """Per (seed, query) values: a seed effect (training noise), a group effect shared by every seed (the
+    same questions), and per-query noise; the population mean is ``mu``."""
+    s = np.repeat(np.arange(seeds), groups * per_group)
+    g = np.tile(np.repeat(np.arange(groups), per_group), seeds)
+    values = mu + rng.normal(0, seed_sd, seeds)[s] + rng.normal(0, group_sd, groups)[g] + rng.normal(0, noise, len(s))
+    return values, s, g
+
+
+def test_hierarchical_bootstrap_covers_the_true_mean_about_95_times_in_100():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for i in range(300):
+        values, s, g = study(rng, seed_sd=0.01)
+        _, lo, hi, _ = hierarchical_bootstrap(values, s, g, n_boot=400, seed=i)
+        hits += lo <= 0.5 <= hi
+    # 300 simulated studies: a 95% interval covers 285 on average; binomial sd 3.8
+    assert 274 <= hits <= 296, hits
+
+
+def test_seed_noise_widens_the_interval_and_one_seed_is_the_group_bootstrap():
+    from hybridlib.stats import bootstrap_ci
+    rng = np.random.default_rng(1)
+    quiet, s, g = study(rng, seed_sd=0.0)
+    noisy = quiet + np.array([0.03, -0.03, 0.02, -0.02, 0.0])[s]
+    width = lambda v: np.subtract(*hierarchical_bootstrap(v, s, g, n_boot=500)[2:0:-1])  # noqa: E731
+    assert width(noisy) > 2 * width(quiet)
+    one = s == 0
+    est, lo, hi, _ = hierarchical_bootstrap(quiet[one], s[one], g[one], n_boot=2000)
+    ref = bootstrap_ci(quiet[one], g[one], n_boot=2000)
+    assert est == pytest.approx(ref[0]) and lo == pytest.approx(ref[1], abs=0.003) and hi == pytest.approx(ref[2], abs=0.003)
+
+
+def test_tost_says_equivalent_for_no_difference_and_not_for_two_margins():
+    rng = np.random.default_rng(2)
+    a, s, g = study(rng, groups=600)
+    same = a + rng.normal(0, 0.01, len(a))  # the same system, re-measured: true difference 0
+    r = paired_seed_test(same, a, s, g, margin=0.005, n_boot=800)
+    assert r["equivalent"] and r["lo90"] > -0.005 and r["hi90"] < 0.005
+    shifted = same + 0.010  # two margins better
+    r = paired_seed_test(shifted, a, s, g, margin=0.005, n_boot=800)
+    assert not r["equivalent"] and r["p"] < 0.01 and r["lo"] > 0
+    assert verdict4(r["diff"], r["p"], r["equivalent"]) == "better"
+    small = paired_seed_test(a[:60], a[:60][::-1], s[:60], g[:60], margin=0.005, n_boot=800)
+    assert not small["equivalent"]  # too few queries to show equivalence: not "the same place"
+
+
+@pytest.mark.parametrize("diff, p, equivalent, higher, expected", [
+    (0.010, 0.001, False, True, "better"),
+    (0.010, 0.001, False, False, "worse"),   # a rank distance 10 higher is worse
+    (-0.010, 0.001, False, True, "worse"),
+    (-12.0, 0.001, False, False, "better"),
+    (0.003, 0.001, True, True, "equivalent"),  # significant but inside the margin: practically the same
+    (0.000, 0.9, True, True, "equivalent"),
+    (0.004, 0.049, False, True, "better"),     # at the boundary of the test
+    (0.004, 0.050, False, True, "inconclusive"),
+    (0.0, 0.9, False, True, "inconclusive"),   # "no difference" is never said without the equivalence test
+])
+def test_four_way_verdict_at_its_boundaries(diff, p, equivalent, higher, expected):
+    assert verdict4(diff, p, equivalent, higher) == expected
