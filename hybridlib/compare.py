@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import holm, paired_randomization, seed_summary
+from .stats import hierarchical_bootstrap, holm, paired_randomization, paired_seed_test, seed_summary, verdict4
 from .strategy import MIXED
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
@@ -125,6 +125,59 @@ def verdict(diff: float, p_holm: float, direction: int, alpha: float = 0.05) -> 
     if p_holm < alpha:
         return "supported" if np.sign(diff) == direction else "contradicted"
     return "not supported (no significant difference)"
+
+
+def pairs_by_seed(per_query: pd.DataFrame, a: str, b: str, collection: str, setting: str, metric: str) -> pd.DataFrame:
+    """The per-query values of ``a`` and ``b`` on the same (seed, query) of one view, with the view weights
+    that make a seed's mean a macro-average over views. Seeds are paired by number: seed k of every
+    strategy starts from the same data order where the strategy allows."""
+    d = per_query[(per_query.collection == collection) & (per_query.setting == setting)]
+    if metric not in d:
+        raise KeyError(f"metric {metric!r} not in the per-query table of {collection}/{setting}")
+    cols = ["seed", *KEY, "group", metric]
+    both = d.loc[d.strategy == a, cols].merge(d.loc[d.strategy == b, cols], on=["seed", *KEY, "group"],
+                                              suffixes=("_a", "_b")).dropna()
+    if both.empty:
+        raise ValueError(f"no shared (seed, query) between {a!r} and {b!r} on {collection}/{setting}")
+    views = both.groupby(["seed", "qlang", "plang"], sort=False)["query"].transform("size").to_numpy()
+    n_views = both.groupby("seed")[["qlang", "plang"]].apply(lambda x: len(x.drop_duplicates()))
+    return both.assign(weight=1.0 / (both["seed"].map(n_views).to_numpy() * views))
+
+
+def verdicts(per_query: pd.DataFrame, base: str, others: list[str], figures: dict[str, tuple[str, str, str]],
+             margins: dict[str, float], n_boot: int = 1000) -> pd.DataFrame:
+    """``base`` against each of ``others`` on every figure, paired by seed and question: the mean difference
+    over seeds with its hierarchical-bootstrap 95% interval, Holm over the whole family, the TOST of
+    equivalence within the figure's margin (``margins`` by metric), and the four-way verdict."""
+    rows = []
+    for label, (coll, setting, metric) in figures.items():
+        for other in others:
+            both = pairs_by_seed(per_query, base, other, coll, setting, metric)
+            r = paired_seed_test(both[f"{metric}_a"], both[f"{metric}_b"], both["seed"], both["group"],
+                                 both["weight"], margins[metric], n_boot)
+            rows.append({"figure": label, "a": base, "b": other, **r})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = holm(table["p"])
+    table["verdict"] = [verdict4(r.diff, r.p_holm, r.equivalent, FIGURES.get(r.figure, ("", "", ""))[2] not in LOWER_IS_BETTER)
+                        for r in table.itertuples()]
+    return table
+
+
+def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]], n_boot: int = 1000) -> pd.DataFrame:
+    """Per strategy and figure: the mean over seeds, the spread between seeds and the hierarchical 95% interval."""
+    rows = []
+    for label, (coll, setting, metric) in figures.items():
+        d = per_query[(per_query.collection == coll) & (per_query.setting == setting)].dropna(subset=[metric])
+        for strategy, x in d.groupby("strategy"):
+            views = x.groupby(["seed", "qlang", "plang"])["query"].transform("size").to_numpy()
+            n_views = x.groupby("seed")[["qlang", "plang"]].apply(lambda v: len(v.drop_duplicates()))
+            w = 1.0 / (x["seed"].map(n_views).to_numpy() * views)
+            mean, lo, hi, _ = hierarchical_bootstrap(x[metric], x["seed"], x["group"], w, n_boot)
+            per_seed = (x[metric] * w).groupby(x["seed"]).sum()
+            rows.append({"strategy": strategy, "figure": label, "mean": mean, "lo": lo, "hi": hi,
+                         "sd_over_seeds": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+                         "seeds": len(per_seed)})
+    return pd.DataFrame(rows)
 
 
 def seeds_table(results: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> pd.DataFrame:

@@ -66,6 +66,9 @@ class Profile:
     eval_collections: tuple[str, ...] = stage(COLLECTIONS, "eval")
     eval_max_queries_per_language: int | None = stage(None, "eval")  # None = every query
     encode_batch_size: int = stage(128, "eval")
+    # analysis (notebooks 04-06): "the same" may only be said within these margins (two one-sided tests)
+    equivalence_map: float = 0.005  # for mAP, MRR@10 and the other scores in [0, 1]
+    equivalence_rank_distance: float = 15.0
 
     def __post_init__(self):
         where = f"profile {self.name!r}"
@@ -85,6 +88,9 @@ class Profile:
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0) or (hi is not None and v > hi):
                 raise ConfigError(f"{where}: field {name}={v!r} must be > 0{f' and <= {hi}' if hi else ''}")
+        for name in ("equivalence_map", "equivalence_rank_distance"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{where}: field {name}={getattr(self, name)!r} must be > 0")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConfigError(f"{where}: field dropout={self.dropout!r} must be in [0, 1)")
         if self.model.startswith("embedded:") and self.model not in EMBEDDED_LAYERS:
@@ -113,6 +119,12 @@ class Profile:
     @property
     def strategy_list(self) -> list[Strategy]:
         return [Strategy.parse(s) for s in self.strategies]
+
+    @property
+    def margins(self) -> dict[str, float]:
+        """The equivalence margin of every metric."""
+        from .metrics import METRICS
+        return {**{m: self.equivalence_map for m in METRICS}, "rank_distance": self.equivalence_rank_distance}
 
     def stage(self, name: str) -> dict:
         """The fields that change stage ``name`` (``data``, ``train``, ``eval``) and their values."""

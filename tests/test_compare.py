@@ -90,3 +90,29 @@ def test_summary_keeps_run_strategy_and_training_seed_columns():
     assert list(table.columns[:3]) == ["run", "strategy", "seed"] and (table["seed"] == 3).all()
     macro = table[(table.qlang == "all") & (table.metric == "map")]["value"].iloc[0]
     assert macro == pytest.approx(pq.groupby("qlang")["map"].mean().mean())
+
+
+def test_four_way_verdicts_paired_by_seed_and_question():
+    """Five seeds of three strategies on the same 400 questions: one two margins better than the base, one
+    the base re-measured (equivalent), one with a small shift drowned in seed noise (inconclusive)."""
+    rng = np.random.default_rng(5)
+    n, frames = 400, []
+    base = rng.normal(0.6, 0.15, n)
+    for seed in range(5):
+        for strategy, shift, seed_sd in (("hybrid(0.5)", 0.0, 0.0), ("sum", 0.0, 0.0005), ("xx", -0.010, 0.0005),
+                                         ("xy", 0.003, 0.02)):
+            values = base + shift + rng.normal(0, seed_sd) + rng.normal(0, 0.005, n)
+            frames.append(pd.DataFrame({"collection": "xquad-r", "setting": "mono", "qlang": np.repeat(["en", "de"], n // 2),
+                                        "plang": np.repeat(["en", "de"], n // 2), "query": np.arange(n),
+                                        "group": np.arange(n) % 200, "map": values, "strategy": strategy, "seed": seed}))
+    pq = pd.concat(frames)
+    table = compare.verdicts(pq, "hybrid(0.5)", ["sum", "xx", "xy"], {"XQuAD-R mono mAP": ("xquad-r", "mono", "map")},
+                             {"map": 0.005}, n_boot=500)
+    assert table.set_index("b")["verdict"].to_dict() == {"sum": "equivalent", "xx": "better", "xy": "inconclusive"}
+    assert (table["seeds"] == 5).all() and (table["p_holm"] >= table["p"]).all()
+    assert table.set_index("b").loc["xx", "diff"] == pytest.approx(0.010, abs=0.001)
+    one = compare.verdicts(pq[pq.seed == 0], "hybrid(0.5)", ["sum"], {"m": ("xquad-r", "mono", "map")}, {"map": 0.005})
+    assert one["verdict"].item() == "inconclusive"  # one seed never says "the same"
+    intervals = compare.seed_intervals(pq, {"m": ("xquad-r", "mono", "map")}, n_boot=300).set_index("strategy")
+    assert intervals.loc["xy", "sd_over_seeds"] > 5 * intervals.loc["sum", "sd_over_seeds"]
+    assert (intervals["lo"] < intervals["mean"]).all() and (intervals["mean"] < intervals["hi"]).all()

@@ -52,6 +52,8 @@ def test_tost_says_equivalent_for_no_difference_and_not_for_two_margins():
     assert verdict4(r["diff"], r["p"], r["equivalent"]) == "better"
     small = paired_seed_test(a[:60], a[:60][::-1], s[:60], g[:60], margin=0.005, n_boot=800)
     assert not small["equivalent"]  # too few queries to show equivalence: not "the same place"
+    one = s == 0
+    assert not paired_seed_test(same[one], a[one], s[one], g[one], margin=0.005)["equivalent"]  # one seed: never
 
 
 @pytest.mark.parametrize("diff, p, equivalent, higher, expected", [
