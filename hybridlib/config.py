@@ -112,7 +112,8 @@ class Profile:
         if len({str(s) for s in parsed}) != len(parsed):
             raise ConfigError(f"{where}: field strategies={list(self.strategies)!r} names one strategy twice")
         for s in parsed:
-            if s.trains and s.pairs_per_step(self.batch_size) > self.budget_pairs:
+            budget = round(self.budget_pairs * dict(s.options).get("budget", 1))
+            if s.trains and s.pairs_per_step(self.batch_size) > budget:
                 raise ConfigError(f"{where}: field budget_pairs={self.budget_pairs} is smaller than one step of "
                                   f"{s} ({s.pairs_per_step(self.batch_size)} pairs at batch_size {self.batch_size})")
 
@@ -131,8 +132,8 @@ class Profile:
         return {f.name: getattr(self, f.name) for f in fields(self) if name in f.metadata.get("stages", ())}
 
     def steps(self, strategy: Strategy) -> int:
-        """Optimizer steps of a training run: the budget in pairs over the pairs one step sees."""
-        return self.budget_pairs // strategy.pairs_per_step(self.batch_size)
+        """Optimizer steps of a training run: its budget in pairs over the pairs one step sees."""
+        return strategy.apply(self).budget_pairs // strategy.pairs_per_step(self.batch_size)
 
     def to_yaml(self) -> str:
         data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -10,6 +10,11 @@ Three families:
   like-for-like mixing baseline of ``hybrid(alpha)``. Combiner hyper-parameters may be given by name:
   ``cagrad(c=0.2)``, ``gradvac(beta=0.05)``; otherwise the profile's values apply.
 
+Any trained strategy may also change its run's budget and optimisation, which is how a profile holds
+matched arms and sweeps: ``budget=2`` sees twice the profile's pairs (a mixing method at ``budget=2``
+takes as many optimizer steps as a sampler: the equal-steps arm), ``lr=1e-4`` sets the learning rate,
+``frozen=0`` trains the word embeddings too. ``hybrid(0.5, lr=1e-4)`` combines them.
+
 Everything else reads the :class:`Strategy`; nothing else parses its text.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ UNTRAINED = ("zero-shot", "bm25")
 SAMPLED = ("xx", "xy", "ml", "hybrid")
 MIXED = ("sum", "pcgrad", "gradvac", "cagrad", "mgda")
 OPTIONS = {"cagrad": ("c",), "gradvac": ("beta",)}  # combiner hyper-parameters a name may carry
+RUN_OPTIONS = ("budget", "lr", "frozen")  # any trained strategy: the arms of a sweep (see Strategy.apply)
 TAKES_ALPHA = ("hybrid", "sum")
 ORDER = (*UNTRAINED, "xx", "xy", "ml", "hybrid", *MIXED)
 
@@ -33,7 +39,7 @@ class StrategyError(ConfigError):
 
 
 ALLOWED = ("zero-shot, bm25, xx, xy, ml, hybrid(alpha), sum, sum(alpha), pcgrad, gradvac, gradvac(beta=b), "
-           "cagrad, cagrad(c=c), mgda; alpha in [0, 1]")
+           "cagrad, cagrad(c=c), mgda; alpha in [0, 1]; a trained one may add budget=k, lr=x, frozen=0|1")
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,17 @@ class Strategy:
         for arg in [a.strip() for a in inside.split(",")] if inside is not None else []:
             key, _, value = arg.rpartition("=")
             key = key.strip() or ("alpha" if name in TAKES_ALPHA else "")
-            if key != "alpha" and key not in OPTIONS.get(name, ()):
+            allowed = (*OPTIONS.get(name, ()), *(RUN_OPTIONS if name not in UNTRAINED else ()))
+            if key != "alpha" and key not in allowed:
                 raise StrategyError(f"strategy {text!r}: {name} takes no argument {arg!r}; allowed: {ALLOWED}")
             try:
                 number = float(value)
             except ValueError:
                 raise StrategyError(f"strategy {text!r}: {arg!r} is not a number") from None
-            if not math.isfinite(number) or number < 0 or (key == "alpha" and number > 1):
+            lo, hi = {"alpha": (0, 1), "frozen": (0, 1), "lr": (1e-12, 1), "budget": (1e-6, 1000)}.get(key, (0, math.inf))
+            if not math.isfinite(number) or not lo <= number <= hi or (key == "frozen" and number not in (0, 1)):
                 raise StrategyError(f"strategy {text!r}: {key}={value.strip()} is outside "
-                                    f"{'[0, 1]' if key == 'alpha' else '[0, inf)'}")
+                                    f"{'{0, 1}' if key == 'frozen' else f'[{lo:g}, {hi:g}]'}")
             if key == "alpha":
                 alpha = number
             else:
@@ -98,6 +106,18 @@ class Strategy:
         """Sort key for tables: untrained, samplers (hybrid by alpha), then mixing methods."""
         return ORDER.index(self.name), self.alpha if self.alpha is not None else -1, self.options
 
+    def apply(self, profile):
+        """The profile this strategy's run trains under: its ``budget``, ``lr`` and ``frozen`` options
+        replace the profile's fields (the profile itself when it has none)."""
+        o = dict(self.options)
+        changes = {"budget_pairs": round(profile.budget_pairs * o["budget"]) if "budget" in o else None,
+                   "lr": o.get("lr"), "freeze_embeddings": bool(o["frozen"]) if "frozen" in o else None}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return profile
+        from .config import override
+        return override(profile, **changes)
+
     def pairs_per_step(self, batch_size: int) -> int:
         return batch_size * (2 if self.mixing else 1)
 
@@ -113,7 +133,8 @@ class Strategy:
         """The gradient combiner's registered name and arguments; values in the name beat the profile's."""
         defaults = {"cagrad": {"c": cagrad_c}, "gradvac": {"beta": gradvac_beta},
                     "sum": {} if self.alpha is None else {"weights": (self.alpha, 1 - self.alpha)}}
-        return self.name, {**defaults.get(self.name, {}), **dict(self.options)}
+        return self.name, {**defaults.get(self.name, {}),
+                           **{k: v for k, v in self.options if k in OPTIONS.get(self.name, ())}}
 
 
 def family_label(strategy) -> str:

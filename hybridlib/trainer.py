@@ -48,8 +48,9 @@ class CollapseError(TrainingError):
 
 
 def run_config(profile, strategy: Strategy, seed: int) -> dict:
-    """What a training run's weights depend on: the strategy, the seed and the profile's training fields."""
-    return {"strategy": str(strategy), "seed": seed, **profile.stage("train")}
+    """What a training run's weights depend on: the strategy, the seed and the training fields of the
+    profile as the strategy's options set them (``Strategy.apply``)."""
+    return {"strategy": str(strategy), "seed": seed, **strategy.apply(profile).stage("train")}
 
 
 class Stream:
@@ -97,11 +98,14 @@ class Trainer:
         self.strategy = strategy = Strategy.parse(strategy)
         if not strategy.trains:
             raise ConfigError(f"strategy {strategy} does not train")
-        self.encoder, self.pairs, self.profile, self.seed = encoder, pairs.reset_index(drop=True), profile, seed
+        self.encoder, self.pairs, self.seed = encoder, pairs.reset_index(drop=True), seed
+        self.config = run_config(profile, strategy, seed)
+        self.profile = profile = strategy.apply(profile)  # budget, lr, frozen as the strategy sets them
         self.run_dir = Path(run_dir)
         self.rank, self.world_size = world()
         self.progress = progress and self.rank == 0
-        self.pairs_per_step, self.steps = strategy.pairs_per_step(profile.batch_size), profile.steps(strategy)
+        self.pairs_per_step = strategy.pairs_per_step(profile.batch_size)
+        self.steps = profile.budget_pairs // self.pairs_per_step
         c = profile
         model = encoder.model
         encoder.bf16 = c.bf16
@@ -133,10 +137,6 @@ class Trainer:
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
         self.step, self.saved_step, self.tokens, self.stalled = 0, 0, 0, 0
         self.chance = math.log(c.batch_size * (2 if c.hard_negatives else 1))  # InfoNCE of a uniform guess
-
-    @property
-    def config(self) -> dict:
-        return run_config(self.profile, self.strategy, self.seed)
 
     # ---- one objective's loss and gradient ---------------------------------------------------------
     def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:

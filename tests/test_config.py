@@ -141,7 +141,7 @@ def test_strategies_parse_once_into_one_type():
     ("hybrid(nan)", r"alpha=nan is outside \[0, 1\]"),
     ("xx(0.5)", r"xx takes no argument '0.5'"),
     ("pcgrad(c=1)", r"pcgrad takes no argument 'c=1'"),
-    ("cagrad(c=-1)", r"c=-1 is outside \[0, inf\)"),
+    ("cagrad(c=-1)", r"c=-1 is outside \[0, inf\]"),
     ("HYBRID(0.5)", "unknown strategy"),
     (3, "unknown strategy 3"),
 ])
@@ -237,3 +237,20 @@ def test_every_task_passes_only_parameters_its_notebook_declares_and_checks(tmp_
     for t in todo:
         assert set(t.parameters) <= declared[t.notebook], (t.notebook, set(t.parameters) - declared[t.notebook])
     assert set().union(*declared.values()) <= set(CHECKS)  # every notebook parameter has a check
+
+
+def test_a_strategy_can_carry_its_run_budget_learning_rate_and_frozen_embeddings():
+    p = load_profile("cpu")
+    eq = Strategy.parse("pcgrad(budget=2)")
+    assert eq.apply(p).budget_pairs == 6144 and p.steps(eq) == p.steps(Strategy.parse("xx")) == 96  # equal steps
+    assert p.steps(Strategy.parse("pcgrad")) == 48 and eq.run_name(0) == "pcgrad-budget2-s0"
+    h = Strategy.parse("hybrid(0.5, lr=1e-4, frozen=0)")
+    assert (h.alpha, h.apply(p).lr, h.apply(p).freeze_embeddings) == (0.5, 1e-4, False)
+    assert str(h) == "hybrid(0.5, frozen=0, lr=0.0001)" and Strategy.parse(str(h)) == h
+    assert Strategy.parse("xx").apply(p) is p  # no options: the profile as it is
+    from hybridlib.trainer import run_config
+    assert run_config(p, Strategy.parse("xx"), 0)["lr"] == 5e-5 and run_config(p, h, 0)["lr"] == 1e-4
+    for bad, message in (("xx(frozen=2)", r"frozen=2 is outside \{0, 1\}"), ("xx(lr=0)", r"lr=0 is outside"),
+                         ("zero-shot(lr=1e-4)", "zero-shot takes no argument"), ("xx(budget=0)", "budget=0 is outside")):
+        with pytest.raises(StrategyError, match=message):
+            Strategy.parse(bad)
