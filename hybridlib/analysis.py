@@ -59,10 +59,14 @@ def seen_unseen(per_query: pd.DataFrame, collection: str = "xquad-r", metric: st
 
 def conflict(logs: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: measurements of the mono/cross gradient cosine, their mean, and the share below zero
-    (the two objectives pulling the weights apart)."""
+    (the two objectives pulling the weights apart); beside them, where the log has the probes, the noise
+    floor: the mean cosine between two independent monolingual batches and between two cross-lingual ones."""
     c = logs.dropna(subset=["cosine"])
     table = c.groupby("strategy")["cosine"].agg(measurements="size", mean="mean",
                                                 conflict_share=lambda x: float((x < 0).mean()))
+    for floor in ("cosine_mono_mono", "cosine_cross_cross"):
+        if floor in logs:
+            table[f"{floor} (floor)"] = logs.dropna(subset=[floor]).groupby("strategy")[floor].mean()
     return table.reindex(order(table.index))
 
 

@@ -59,7 +59,7 @@ class Profile:
     bf16: bool = stage(True, "train", "eval")  # bfloat16 autocast where faster: CUDA; on an AMX CPU, encoding only
     cagrad_c: float = stage(0.5, "train")
     gradvac_beta: float = stage(0.01, "train")
-    probe_every: int = stage(10, "train")  # gradient-cosine probe of sampler runs every N steps; 0 = off
+    probe_every: int = stage(10, "train")  # gradient-cosine probes (mono vs cross, and the noise floor) every N steps; 0 = off
     checkpoint_every: int = 50
     collapse_steps: int = 20  # stop when the loss sits at chance or the gradient vanishes this many steps running
     # evaluation (notebook 03)

@@ -123,7 +123,7 @@ class Trainer:
         name, args = strategy.sampler()
         self.batches = Stream(make_sampler(name, self.pairs, c.batch_size, **args, **kw))
         self.probe = Stream(make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": seed + 10_007})) \
-            if not strategy.mixing and c.probe_every else None
+            if c.probe_every else None
         self.combiner = None
         if strategy.mixing:
             name, args = strategy.combiner(c.cagrad_c, c.gradvac_beta)
@@ -238,14 +238,24 @@ class Trainer:
         return True
 
     # ---- the loop ----------------------------------------------------------------------------------
-    def probe_cosine(self) -> float:
-        rows = self.probe.next()
-        half = len(rows) // 2
-        tokens = self.tokens
-        g_mono, _, n_mono = self.gradient(rows[:half], "probe mono")
-        g_cross, _, n_cross = self.gradient(rows[half:], "probe cross")
+    def probe_cosines(self) -> dict[str, float]:
+        """Gradient cosines on two independent pairs of probe batches (a monolingual and a cross-lingual
+        batch each): mono vs cross, and the noise floor beside it, mono vs mono and cross vs cross. Two
+        batches of one kind are not perfectly aligned either; a mono/cross cosine is only evidence of
+        conflict when it is below that floor. Measurement only: it changes neither the weights nor the
+        random stream training draws from."""
+        rng, tokens = torch.get_rng_state(), self.tokens
+        grads = []
+        for _ in range(2):
+            rows = self.probe.next()
+            half = len(rows) // 2
+            grads.append((self.gradient(rows[:half], "probe mono"), self.gradient(rows[half:], "probe cross")))
+        torch.set_rng_state(rng)
         self.tokens = tokens  # probe work is not training work
-        return float(g_mono @ g_cross) / (n_mono * n_cross + 1e-12)
+        self.optimizer.zero_grad(set_to_none=True)
+        cos = lambda x, y: float(x[0] @ y[0]) / (x[2] * y[2] + 1e-12)  # noqa: E731
+        (m1, c1), (m2, c2) = grads
+        return {"probe_cosine": cos(m1, c1), "cosine_mono_mono": cos(m1, m2), "cosine_cross_cross": cos(c1, c2)}
 
     def update(self, rows: list[int]) -> dict:
         """One optimizer step on a batch (two halves, mono then cross, when mixing); its log entry."""
@@ -314,7 +324,8 @@ class Trainer:
                 self.step += 1
                 dt = time.perf_counter() - t0  # the probe below is measurement, not training
                 if self.probe and (self.step % self.profile.probe_every == 0 or self.step == 1):
-                    entry["cosine"] = self.probe_cosine()
+                    probe = self.probe_cosines()
+                    entry |= probe if self.strategy.mixing else {**probe, "cosine": probe["probe_cosine"]}
                 entry |= {"pairs_seen": self.step * self.pairs_per_step, "seconds": dt,
                           "pairs_per_s": self.pairs_per_step / dt}
                 if logf:

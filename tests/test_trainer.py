@@ -278,3 +278,17 @@ def test_a_torn_last_log_line_is_dropped_and_a_bad_line_elsewhere_names_the_file
     log.write_text('{"step": 1, "loss": 2.0}\nnot json\n{"step": 3, "loss": 1.8}\n')
     with pytest.raises(TrainingError, match=r"train_log.jsonl: line 2 is not JSON \('not json'\)"):
         read_log(tmp_path)
+
+
+def test_probes_measure_the_noise_floor_without_changing_the_weights(data_out, tmp_path):
+    base = override(load_profile("smoke"), budget_pairs=48)
+    quiet = train_run(override(base, probe_every=0), "xx", 0, data_out, tmp_path / "quiet", progress=False)
+    probed = train_run(override(base, probe_every=2), "xx", 0, data_out, tmp_path / "probed", progress=False)
+    assert probed["weights_sha256"] == quiet["weights_sha256"]  # measurement only
+    log = read_log(tmp_path / "probed")
+    floors = log.dropna(subset=["cosine_mono_mono"])
+    assert len(floors) == 4 and floors["cosine_mono_mono"].between(-1, 1).all()
+    assert (floors["cosine"] == floors["probe_cosine"]).all() and floors["cosine_cross_cross"].notna().all()
+    mixed = train_run(override(base, probe_every=2), "sum", 0, data_out, tmp_path / "sum", progress=False)
+    log = read_log(tmp_path / "sum")
+    assert mixed["steps"] == 3 and log["cosine"].notna().all() and log["cosine_mono_mono"].notna().sum() == 2  # steps 1, 2
