@@ -63,11 +63,13 @@ def command(args) -> int:
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
         print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
-    from .pipeline import run
+    from .pipeline import estimate, run
     status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir)
     width = max(map(len, status))
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")
+    if args.dry_run:
+        print(estimate(profile, args.runs_dir, [n for n, s in status.items() if s.startswith("would run")]))
     failed = [n for n, s in status.items() if s.startswith("failed")]
     if failed:
         print(f"{len(failed)} task(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .stats import hierarchical_bootstrap, holm, paired_randomization, paired_seed_test, seed_summary, verdict4
-from .strategy import MIXED
+from .strategy import MIXED, Strategy
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
 
@@ -135,8 +135,11 @@ def pairs_by_seed(per_query: pd.DataFrame, a: str, b: str, collection: str, sett
     if metric not in d:
         raise KeyError(f"metric {metric!r} not in the per-query table of {collection}/{setting}")
     cols = ["seed", *KEY, "group", metric]
-    both = d.loc[d.strategy == a, cols].merge(d.loc[d.strategy == b, cols], on=["seed", *KEY, "group"],
-                                              suffixes=("_a", "_b")).dropna()
+    left, right = d.loc[d.strategy == a, cols], d.loc[d.strategy == b, cols]
+    on = ["seed", *KEY, "group"]
+    if right["seed"].nunique() == 1 and not Strategy.parse(b).trains:  # evaluated once: paired with every seed
+        right, on = right.drop(columns="seed"), [*KEY, "group"]
+    both = left.merge(right, on=on, suffixes=("_a", "_b")).dropna()
     if both.empty:
         raise ValueError(f"no shared (seed, query) between {a!r} and {b!r} on {collection}/{setting}")
     views = both.groupby(["seed", "qlang", "plang"], sort=False)["query"].transform("size").to_numpy()

@@ -169,6 +169,8 @@ def _coerce(cls, data: dict, where: str):
                     v, ok = tuple(v), True
             elif a is float and isinstance(v, (int, float)) and not isinstance(v, bool):
                 v, ok = float(v), True
+            elif a is float and isinstance(v, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", v.strip()):
+                v, ok = float(v), True  # YAML 1.1 reads 1e-4 (no dot) as a string
             elif a in (int, str, bool) and isinstance(v, a) and not (a is int and isinstance(v, bool)):
                 ok = True
         if not ok:

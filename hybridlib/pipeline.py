@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .config import ConfigError, Profile, load_profile
 from .paths import REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, locked
-from .runs import Task, adopt, tasks
+from .runs import Task, adopt, estimate_seconds, tasks
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -145,3 +145,15 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 bar.update(1)
         bar.close()
     return status
+
+
+def estimate(profile, runs_dir, names: list[str], reference: Path = REPO_ROOT / "runs" / "cpu") -> str:
+    """One line: how many of the profile's tasks would run and about how long they take, scaled from the
+    notebook times measured in ``reference`` (the committed cpu run: the embedded model on a 2-core CPU)."""
+    _, _, todo = prepare(profile, runs_dir)
+    todo = [t for t in todo if t.name in names]
+    trained = sum(t.notebook == "02_train.ipynb" for t in todo)
+    seconds = estimate_seconds(todo, reference)
+    when = "" if seconds is None else (f"; about {seconds / 3600:.1f} hours at the speed measured in "
+                                       f"{os.path.relpath(reference)} (2-core CPU, embedded model)")
+    return f"{len(todo)} task(s) would run, {trained} of them training{when}"

@@ -182,6 +182,8 @@ def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path,
     out, trained, evaluated = [first], [], []
     for seed in profile.seeds:
         for strategy in profile.strategy_list:
+            if not strategy.trains and seed != profile.seeds[0]:
+                continue  # zero-shot and BM25 are deterministic: evaluated once, paired with every seed
             run = root / strategy.run_name(seed)
             params = {"PROFILE": rel(profile_file), "DATA_OUT": rel(data), "RUN_DIR": rel(run),
                       "STRATEGY": str(strategy), "SEED": seed}
@@ -212,6 +214,28 @@ def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path,
             config["benchmarks"] = bench
         out.append(Task(nb, root, params, (nb,), (), config, upstream))
     return out
+
+
+def estimate_seconds(todo: list[Task], reference: Path) -> float | None:
+    """Wall time of ``todo`` scaled from the notebook times measured in a finished profile directory
+    (``reference``): training by training pairs, every other notebook by its median; None without one."""
+    from .analysis import notebook_durations
+    times = notebook_durations(reference) if reference.is_dir() else None
+    if times is None or times.empty:
+        return None
+    median = times.groupby("notebook")["seconds"].median()
+    per_pair = []
+    for nb in reference.glob("*/02_train.ipynb"):
+        summary = json.loads((nb.parent / "train_summary.json").read_text())
+        seconds = times[(times.notebook == "02 train") & (times.run == nb.parent.name)]["seconds"]
+        per_pair += [float(seconds.iloc[0]) / summary["pairs_seen"]] if len(seconds) else []
+    total = 0.0
+    for t in todo:
+        if t.notebook == "02_train.ipynb":
+            total += sorted(per_pair)[len(per_pair) // 2] * t.config["budget_pairs"]
+        else:
+            total += float(median.get(Path(t.notebook).stem.replace("_", " ", 1), 0.0))
+    return total
 
 
 def adopt(task: Task) -> bool:

@@ -9,7 +9,7 @@ from hybridlib.config import ConfigError, Profile, load_profile, override
 from hybridlib.strategy import Strategy, StrategyError
 
 
-@pytest.mark.parametrize("name", ["smoke", "cpu", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "cpu", "study", "paper"])
 def test_shipped_profiles_are_valid_and_round_trip_through_their_resolved_file(name, tmp_path):
     p = load_profile(name)
     assert p.name == name and all(s.trains or s.name in ("zero-shot", "bm25") for s in p.strategy_list)
@@ -92,7 +92,7 @@ def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeyp
 
 
 def test_unknown_profile_lists_the_builtin_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, smoke"):
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, smoke, study"):
         load_profile("gpu")
     with pytest.raises(ConfigError, match=f"profile file '{tmp_path}/none.yaml' does not exist"):
         load_profile(str(tmp_path / "none.yaml"))
@@ -167,7 +167,7 @@ def test_bad_strategy_names(text, message):
     ({"RUN_DIR": ""}, r"parameter RUN_DIR='': expected a directory path"),
     ({"RUN_DIR": "FILE"}, r"parameter RUN_DIR='.*': expected a directory path"),
     ({"PROFILE": 3}, r"parameter PROFILE=3: expected a profile name"),
-    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, smoke"),
+    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, smoke, study"),
     ({"STRATEGIE": "xx"}, r"unknown parameter\(s\) \['STRATEGIE'\]; allowed: \['BENCHMARKS', 'DATA_DIR'"),
 ])
 def test_bad_notebook_parameters_are_refused_before_work(tmp_path, params, message):
@@ -254,3 +254,21 @@ def test_a_strategy_can_carry_its_run_budget_learning_rate_and_frozen_embeddings
                          ("zero-shot(lr=1e-4)", "zero-shot takes no argument"), ("xx(budget=0)", "budget=0 is outside")):
         with pytest.raises(StrategyError, match=message):
             Strategy.parse(bad)
+
+
+def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
+    from hybridlib.__main__ import main
+    p = load_profile("study")
+    assert len(p.seeds) >= 5
+    names = set(p.strategies)
+    core = {"xx", "xy", "hybrid(0.25)", "hybrid(0.5)", "hybrid(0.75)", "sum", "pcgrad", "gradvac", "cagrad", "mgda"}
+    assert core | {"sum(0.25)", "sum(0.5)", "sum(0.75)"} <= names
+    assert {f"{m}(budget=2)" for m in ("sum", "pcgrad", "gradvac", "cagrad", "mgda")} <= names  # equal steps
+    rates = {Strategy.parse(s).apply(p).lr for s in names if Strategy.parse(s).name in ("hybrid", "pcgrad")}
+    assert len(rates) == 3
+    assert {Strategy.parse(s).apply(p).budget_pairs for s in names if Strategy.parse(s).trains} >= {3072, 6144, 12595}
+    assert any(not Strategy.parse(s).apply(p).freeze_embeddings for s in names)
+    assert main(["run", "--profile", "study", "--runs-dir", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "02_train.ipynb -> pcgrad-budget2-s4" in out and "03_evaluate.ipynb -> zero-shot-s1" not in out
+    assert re.search(r"286 task\(s\) would run, 140 of them training; about [\d.]+ hours", out)
