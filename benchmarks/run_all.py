@@ -4,6 +4,6 @@ import sys
 from pathlib import Path
 
 here = Path(__file__).parent
-for name in ("samplers", "encode", "train", "bf16_effect", "path_sensitivity"):
+for name in ("samplers", "encode", "train", "bf16_effect", "path_sensitivity", "analysis"):
     print(f"== {name}", flush=True)
     subprocess.run([sys.executable, str(here / f"{name}.py")], check=True, cwd=here)

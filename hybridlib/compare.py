@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import hierarchical_bootstrap, holm, paired_randomization, paired_seed_test, seed_summary, verdict4
+from .stats import bootstrap_sums, group_draws, holm, paired_randomization, seed_summary, seed_test, verdict4
 from .strategy import MIXED, Strategy
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
@@ -127,37 +127,61 @@ def verdict(diff: float, p_holm: float, direction: int, alpha: float = 0.05) -> 
     return "not supported (no significant difference)"
 
 
-def pairs_by_seed(per_query: pd.DataFrame, a: str, b: str, collection: str, setting: str, metric: str) -> pd.DataFrame:
-    """The per-query values of ``a`` and ``b`` on the same (seed, query) of one view, with the view weights
-    that make a seed's mean a macro-average over views. Seeds are paired by number: seed k of every
-    strategy starts from the same data order where the strategy allows."""
-    d = per_query[(per_query.collection == collection) & (per_query.setting == setting)]
+def study_sums(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> dict[str, dict]:
+    """:func:`figure_sums` of every figure, with one pass over the rows to split them by view."""
+    views = dict(iter(per_query.groupby(["collection", "setting"], sort=False)))
+    return {label: figure_sums(views.get((coll, setting), per_query.iloc[:0]), coll, setting, metric, view_only=True)
+            for label, (coll, setting, metric) in figures.items()}
+
+
+def figure_sums(per_query: pd.DataFrame, collection: str, setting: str, metric: str, view_only: bool = False) -> dict:
+    """Per strategy, the (question group, seed) sums of ``metric`` and of the view weights that make each
+    seed's mean a macro-average over views: {strategy: (seed labels, sums (G, S), weights (G, S))}, every
+    strategy on the same group axis. The whole analysis works from these: one pass over the rows a figure."""
+    d = per_query if view_only else per_query[(per_query.collection == collection) & (per_query.setting == setting)]
     if metric not in d:
         raise KeyError(f"metric {metric!r} not in the per-query table of {collection}/{setting}")
-    cols = ["seed", *KEY, "group", metric]
-    left, right = d.loc[d.strategy == a, cols], d.loc[d.strategy == b, cols]
-    on = ["seed", *KEY, "group"]
-    if right["seed"].nunique() == 1 and not Strategy.parse(b).trains:  # evaluated once: paired with every seed
-        right, on = right.drop(columns="seed"), [*KEY, "group"]
-    both = left.merge(right, on=on, suffixes=("_a", "_b")).dropna()
-    if both.empty:
-        raise ValueError(f"no shared (seed, query) between {a!r} and {b!r} on {collection}/{setting}")
-    views = both.groupby(["seed", "qlang", "plang"], sort=False)["query"].transform("size").to_numpy()
-    n_views = both.groupby("seed")[["qlang", "plang"]].apply(lambda x: len(x.drop_duplicates()))
-    return both.assign(weight=1.0 / (both["seed"].map(n_views).to_numpy() * views))
+    d = d[["strategy", "seed", "qlang", "plang", "query", "group", metric]].dropna(subset=[metric])
+    run, view = ["strategy", "seed"], ["strategy", "seed", "qlang", "plang"]
+    size = d.groupby(view, observed=True, sort=False)["query"].transform("size").to_numpy()
+    n_views = d[view].drop_duplicates().groupby(run, observed=True).size().rename("n_views")
+    w = 1.0 / (d[run].merge(n_views, left_on=run, right_index=True, how="left")["n_views"].to_numpy() * size)
+    agg = (d.assign(wv=w * d[metric].to_numpy(), w=w).groupby(["strategy", "group", "seed"], observed=True)[["wv", "w"]]
+           .sum())
+    groups = np.unique(agg.index.get_level_values("group"))
+    out = {}
+    for strategy, x in agg.groupby(level="strategy", observed=True):
+        x = x.droplevel("strategy").unstack("seed", fill_value=0.0).reindex(groups, fill_value=0.0)
+        out[strategy] = (x["wv"].columns.to_numpy(), x["wv"].to_numpy(), x["w"].to_numpy())
+    return out
 
 
 def verdicts(per_query: pd.DataFrame, base: str, others: list[str], figures: dict[str, tuple[str, str, str]],
-             margins: dict[str, float], n_boot: int = 1000) -> pd.DataFrame:
+             margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
     """``base`` against each of ``others`` on every figure, paired by seed and question: the mean difference
     over seeds with its hierarchical-bootstrap 95% interval, Holm over the whole family, the TOST of
-    equivalence within the figure's margin (``margins`` by metric), and the four-way verdict."""
+    equivalence within the figure's margin (``margins`` by metric), and the four-way verdict. A strategy
+    evaluated once (zero-shot) is paired with every seed of ``base``. ``sums``: :func:`study_sums` of the
+    figures when the caller has them already."""
+    sums_by_figure = sums or study_sums(per_query, figures)
     rows = []
     for label, (coll, setting, metric) in figures.items():
+        sums = sums_by_figure[label]
+        if base not in sums:
+            raise ValueError(f"{base!r} has no {coll}/{setting} {metric} values")
+        seeds_a, sa, wa = sums[base]
+        draws = group_draws(len(sa), n_boot)
         for other in others:
-            both = pairs_by_seed(per_query, base, other, coll, setting, metric)
-            r = paired_seed_test(both[f"{metric}_a"], both[f"{metric}_b"], both["seed"], both["group"],
-                                 both["weight"], margins[metric], n_boot)
+            if other not in sums:
+                raise ValueError(f"{other!r} has no {coll}/{setting} {metric} values")
+            seeds_b, sb, wb = sums[other]
+            if len(seeds_b) == 1 and not Strategy.parse(other).trains:
+                sb, wb, seeds_b = np.repeat(sb, len(seeds_a), 1), np.repeat(wb, len(seeds_a), 1), seeds_a
+            shared = np.intersect1d(seeds_a, seeds_b)
+            ia, ib = np.searchsorted(seeds_a, shared), np.searchsorted(seeds_b, shared)
+            if not len(shared) or not np.allclose(wa[:, ia], wb[:, ib]):
+                raise ValueError(f"{base!r} and {other!r} were not scored on the same queries of {coll}/{setting}")
+            r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric], draws=draws)
             rows.append({"figure": label, "a": base, "b": other, **r})
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"])
@@ -166,20 +190,20 @@ def verdicts(per_query: pd.DataFrame, base: str, others: list[str], figures: dic
     return table
 
 
-def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]], n_boot: int = 1000) -> pd.DataFrame:
+def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]], n_boot: int = 1000,
+                   sums: dict | None = None) -> pd.DataFrame:
     """Per strategy and figure: the mean over seeds, the spread between seeds and the hierarchical 95% interval."""
+    sums_by_figure = sums or study_sums(per_query, figures)
     rows = []
-    for label, (coll, setting, metric) in figures.items():
-        d = per_query[(per_query.collection == coll) & (per_query.setting == setting)].dropna(subset=[metric])
-        for strategy, x in d.groupby("strategy"):
-            views = x.groupby(["seed", "qlang", "plang"])["query"].transform("size").to_numpy()
-            n_views = x.groupby("seed")[["qlang", "plang"]].apply(lambda v: len(v.drop_duplicates()))
-            w = 1.0 / (x["seed"].map(n_views).to_numpy() * views)
-            mean, lo, hi, _ = hierarchical_bootstrap(x[metric], x["seed"], x["group"], w, n_boot)
-            per_seed = (x[metric] * w).groupby(x["seed"]).sum()
+    for label in figures:
+        draws = None
+        for strategy, (seeds, sums, weights) in sums_by_figure[label].items():
+            draws = group_draws(len(sums), n_boot) if draws is None else draws
+            mean, lo, hi, _ = bootstrap_sums(sums, weights, n_boot, draws=draws)
+            per_seed = sums.sum(0) / weights.sum(0)
             rows.append({"strategy": strategy, "figure": label, "mean": mean, "lo": lo, "hi": hi,
-                         "sd_over_seeds": float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
-                         "seeds": len(per_seed)})
+                         "sd_over_seeds": float(per_seed.std(ddof=1)) if len(seeds) > 1 else 0.0,
+                         "seeds": len(seeds)})
     return pd.DataFrame(rows)
 
 

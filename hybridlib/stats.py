@@ -79,15 +79,34 @@ def hierarchical_bootstrap(values, seeds, groups, weights=None, n_boot: int = 10
     queries in the view) make each seed's mean a macro-average over views."""
     values = np.asarray(values, dtype=float)
     weights = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=float)
-    seed_labels, s_idx = np.unique(np.asarray(seeds), return_inverse=True)
+    sums, counts = group_seed_sums(values, seeds, groups, weights)
+    return bootstrap_sums(sums, counts, n_boot, level, seed)
+
+
+def group_seed_sums(values, seeds, groups, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted sums of ``values`` and of the weights per (question group, seed): two (G, S) arrays."""
+    _, s_idx = np.unique(np.asarray(seeds), return_inverse=True)
     _, g_idx = np.unique(np.asarray(groups), return_inverse=True)
-    S, G = len(seed_labels), g_idx.max() + 1
-    sums, counts = np.zeros((G, S)), np.zeros((G, S))  # per (group, seed)
-    np.add.at(sums, (g_idx, s_idx), values * weights)
+    sums, counts = np.zeros((g_idx.max() + 1, s_idx.max() + 1)), np.zeros((g_idx.max() + 1, s_idx.max() + 1))
+    np.add.at(sums, (g_idx, s_idx), np.asarray(values, dtype=float) * weights)
     np.add.at(counts, (g_idx, s_idx), weights)
+    return sums, counts
+
+
+def group_draws(n_groups: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(n_boot, G) multinomial counts: how often each question group is drawn in each bootstrap sample."""
+    return np.random.default_rng(seed).multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=n_boot).astype(float)
+
+
+def bootstrap_sums(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, level: float = 0.95,
+                   seed: int = 0, draws: np.ndarray | None = None) -> tuple[float, float, float, np.ndarray]:
+    """:func:`hierarchical_bootstrap` on (group, seed) sums and weight sums, (G, S) each. ``draws``
+    (:func:`group_draws`) lets many strategies of one figure share their group samples (common random
+    numbers, and one draw instead of many)."""
+    G, S = sums.shape
     estimate = float((sums.sum(0) / counts.sum(0)).mean())
     rng = np.random.default_rng(seed)
-    w = rng.multinomial(G, np.full(G, 1 / G), size=n_boot).astype(float)  # (n_boot, G): one group draw each
+    w = group_draws(G, n_boot, seed + 1) if draws is None else draws  # (n_boot, G): one group draw each
     per_seed = (w @ sums) / (w @ counts)  # (n_boot, S)
     if S > 1:
         # With a handful of seeds a percentile bootstrap is too narrow: resampling shrinks their variance by
@@ -109,19 +128,27 @@ def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n
     95% interval, a two-sided bootstrap p-value for "no difference", and the two one-sided tests (TOST) of
     equivalence within +-``margin`` at the 5% level, done as the 90% interval lying inside the margins
     (Schuirmann 1987), and only with at least ``min_seeds`` seeds."""
-    from scipy.stats import norm
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    mean, lo, hi, boot = hierarchical_bootstrap(diff, seeds, groups, weights, n_boot, 0.95, seed)
+    weights = np.ones(len(diff)) if weights is None else np.asarray(weights, dtype=float)
+    sums, counts = group_seed_sums(diff, seeds, groups, weights)
+    return seed_test(sums, counts, margin, n_boot, seed, min_seeds)
+
+
+def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, n_boot: int = 1000, seed: int = 0,
+              min_seeds: int = 3, draws: np.ndarray | None = None) -> dict:
+    """:func:`paired_seed_test` on the (group, seed) sums of the differences and of their weights."""
+    from scipy.stats import norm
+    mean, lo, hi, boot = bootstrap_sums(sums, counts, len(draws) if draws is not None else n_boot, 0.95, seed, draws)
     lo90, hi90 = np.quantile(boot, [0.05, 0.95])
     sd = boot.std(ddof=1)
     # Wald p-value on the bootstrap's spread: resolves the small p-values Holm needs over a large family,
     # which counting bootstrap draws (at best 1 / n_boot) cannot
     p = float(2 * norm.sf(abs(mean) / sd)) if sd > 0 else float(mean == 0)
-    n_seeds = len(np.unique(seeds))
+    n_seeds = sums.shape[1]
     return {"diff": mean, "lo": lo, "hi": hi, "lo90": float(lo90), "hi90": float(hi90), "p": p,
             # without several seeds the interval holds no training noise: equivalence cannot be claimed
             "equivalent": bool(n_seeds >= min_seeds and -margin < lo90 and hi90 < margin), "margin": margin,
-            "seeds": n_seeds, "groups": len(np.unique(groups))}
+            "seeds": n_seeds, "groups": sums.shape[0]}
 
 
 def verdict4(diff: float, p_holm: float, equivalent: bool, higher_is_better: bool = True, alpha: float = 0.05) -> str:
