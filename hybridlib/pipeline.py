@@ -35,21 +35,18 @@ def prepare(profile: str | Profile, runs_dir=None, data_dir: str = "") -> tuple[
     return profile, profile_file, tasks(profile, runs_dir, profile_file, NOTEBOOKS, data_dir)
 
 
-def plan(todo: list[Task]) -> dict[str, str | None]:
-    """Task name -> why it must run (None: done). A run that must be evaluated but whose trained model is
-    gone is trained again first. (A task downstream of one that runs is checked again when it is reached.)"""
-    reasons = {t.name: t.check() for t in todo}
+def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
+    """Task name -> why it must run (None: done), and the done tasks that must run all the same: a run that
+    must be evaluated but whose trained model is gone is trained again first. (A task downstream of one
+    that runs is checked again when it is reached: what ran may have reproduced its inputs.)"""
+    reasons, forced = {t.name: t.check() for t in todo}, set()
     for t in todo:
         missing = [n for n in t.needs if not (t.out_dir / n).exists()]
         for u in t.upstream:  # the upstream task of the same run directory wrote what is missing
             if reasons[t.name] and missing and u.out_dir == t.out_dir and reasons[u.name] is None:
                 reasons[u.name] = f"{', '.join(missing)} needed by {t.notebook} is missing"
-    return reasons
-
-
-def forced(t: Task, reasons: dict) -> bool:
-    """Whether a done task must run all the same (a later task needs a file of it that is gone)."""
-    return bool(reasons[t.name]) and "needed by" in reasons[t.name]
+                forced.add(u.name)
+    return reasons, forced
 
 
 def execute(t: Task) -> str:
@@ -107,7 +104,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         raise ConfigError(f"data directory {data_dir!r}: no such directory")
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
     if dry_run:
-        reasons, out = plan(todo), {}
+        (reasons, _), out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain
             pending = any(out[u.name] != "skipped (done)" for u in t.upstream)
             adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
@@ -120,9 +117,8 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         text = profile.to_yaml()
         if not profile_file.is_file() or profile_file.read_text() != text:
             atomic_write_text(profile_file, text)
-        reasons = plan(todo)
-        status, failed = {}, set()
-        candidates = []
+        reasons, forced = plan(todo)
+        status, failed, candidates = {}, set(), []
         for t in todo:
             if reasons[t.name] or any(u in candidates for u in t.upstream):
                 candidates.append(t)
@@ -133,8 +129,8 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 status[t.name], _ = f"not run: {blocked[0]} failed", failed.add(t.name)
             elif adopt_existing and adopt(t):
                 status[t.name] = "adopted"
-            elif t.check() is None and not forced(t, reasons):  # checked now: what ran before may have
-                status[t.name] = "skipped (done)"                 # reproduced the inputs it read
+            elif t.name not in forced and t.check() is None:  # checked now: what ran before may have
+                status[t.name] = "skipped (done)"                # reproduced the inputs it read
             else:
                 bar.set_postfix_str(t.name)
                 status[t.name] = execute(t)
