@@ -38,7 +38,7 @@ def macro_weights(d: pd.DataFrame) -> np.ndarray:
 
 def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
     """Compare every run's results in two profile directories: per run the number of values, the largest
-    absolute difference, and the largest headline (``qlang = all``) difference relative to max(1, |value|)
+    absolute difference, and the largest headline (``qlang = all``) difference relative to ``max(1, abs(value))``
     (so rank distances, in the hundreds, are held to the same relative standard as mAP). Problems: a run
     in one directory only, rows in one table only, unreadable tables, NaN values, headline differences
     above ``tolerance``."""

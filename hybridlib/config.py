@@ -275,7 +275,7 @@ CHECKS = {  # notebook parameter -> its check
 
 def check_parameters(**params) -> Profile | None:
     """Validate a notebook's papermill parameters before any work: types, ranges, paths and strategy names;
-    returns the profile named by ``PROFILE`` (when given). Raises :class:`ConfigError` naming the parameter."""
+    returns the profile named by ``PROFILE`` (when given). Raises ``ConfigError`` naming the parameter."""
     unknown = sorted(set(params) - set(CHECKS))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted(CHECKS)}")

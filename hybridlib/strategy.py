@@ -50,7 +50,7 @@ class Strategy:
 
     @classmethod
     def parse(cls, text) -> Strategy:
-        """``"hybrid(0.25)"`` -> Strategy("hybrid", 0.25); raises :class:`StrategyError` naming the text."""
+        """``"hybrid(0.25)"`` -> Strategy("hybrid", 0.25); raises ``StrategyError`` naming the text."""
         if isinstance(text, Strategy):
             return text
         m = re.fullmatch(r"\s*([a-z][a-z0-9-]*)\s*(?:\((.*)\))?\s*", text) if isinstance(text, str) else None
@@ -103,7 +103,7 @@ class Strategy:
 
     @property
     def order(self) -> tuple:
-        """Sort key for tables: untrained, samplers (hybrid by alpha), then mixing methods."""
+        """Sort key of tables, untrained first, then samplers (hybrid by alpha), then mixing methods."""
         return ORDER.index(self.name), self.alpha if self.alpha is not None else -1, self.options
 
     def apply(self, profile):
