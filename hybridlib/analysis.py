@@ -57,6 +57,22 @@ def seen_unseen(per_query: pd.DataFrame, collection: str = "xquad-r", metric: st
     return table.reindex(order(table.index))
 
 
+def rank_distance_tail(per_query: pd.DataFrame, collection: str = "xquad-r", worst: float = 0.1) -> pd.DataFrame:
+    """Rank distance is a tail statistic: per strategy, over the queries of the multilingual pool (pooled,
+    not macro-averaged), its mean, median, mean with the worst and best ``worst`` share trimmed, and the
+    share of its sum that the worst ``worst`` of the queries carry."""
+    d = per_query[(per_query.collection == collection) & (per_query.setting == "multi")].dropna(subset=["rank_distance"])
+
+    def tail(x: pd.Series) -> pd.Series:
+        v = np.sort(x.to_numpy())
+        k = int(len(v) * worst)
+        return pd.Series({"mean": v.mean(), "median": float(np.median(v)),
+                          f"trimmed mean ({worst:.0%} each side)": v[k:len(v) - k].mean(),
+                          f"share of the sum in the worst {worst:.0%}": v[len(v) - k:].sum() / v.sum() if v.sum() else 0.0})
+    table = d.groupby("strategy")["rank_distance"].apply(tail).unstack()
+    return table.reindex(order(table.index))
+
+
 def conflict(logs: pd.DataFrame) -> pd.DataFrame:
     """Per strategy: measurements of the mono/cross gradient cosine, their mean, and the share below zero
     (the two objectives pulling the weights apart); beside them, where the log has the probes, the noise

@@ -105,3 +105,26 @@ def test_info_nce_by_hand():
     # uniform scores: the loss is ln(batch), the chance level the trainer's collapse check watches for
     same = torch.ones(4, 2) / math.sqrt(2)
     assert info_nce(same, same).item() == pytest.approx(math.log(4), rel=1e-6)
+
+
+def test_rank_distance_tail_by_hand():
+    rd = [0, 1, 1, 2, 2, 2, 3, 3, 4, 82]  # one query carries most of the sum
+    pq = pd.DataFrame({"strategy": "xx", "collection": "xquad-r", "setting": "multi", "rank_distance": rd})
+    t = analysis.rank_distance_tail(pq).loc["xx"]
+    assert t["mean"] == 10.0 and t["median"] == 2.0
+    assert t["trimmed mean (10% each side)"] == pytest.approx(18 / 8)
+    assert t["share of the sum in the worst 10%"] == pytest.approx(0.82)
+
+
+def test_claims_carry_the_papers_own_difference():
+    from hybridlib import compare
+    rng = np.random.default_rng(0)
+    rows = []
+    for strategy in ("hybrid(0.5)", "xx"):  # the views of the claims that compare these two
+        for coll, setting in (("xquad-r", "cross"), ("xquad-r", "multi"), ("mlqa-r", "cross")):
+            rows.append(pd.DataFrame({"collection": coll, "setting": setting, "qlang": "en", "plang": "de",
+                                      "query": np.arange(50), "group": np.arange(50), "map": rng.uniform(0, 1, 50),
+                                      "rank_distance": rng.uniform(0, 500, 50), "strategy": strategy}))
+    claims = compare.claims(pd.concat(rows), n_perm=200).set_index("claim")
+    assert claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "paper (XLM-R)"] == "+0.031"
+    assert claims.loc["Hybrid batches reduce language bias (rank distance) against X-X", "paper (XLM-R)"] == "-123"
