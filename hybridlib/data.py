@@ -17,8 +17,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .paths import atomic_write_bytes, cache_dir, find_data_dir
 from .errors import HybridError
+from .paths import atomic_write_bytes, cache_dir, find_data_dir
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .paths import cache_dir
 from .errors import HybridError
+from .paths import cache_dir
 
 log = logging.getLogger(__name__)
 

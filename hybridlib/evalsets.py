@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .data import QA, load_all
-from .paths import atomic_write_bytes
 from .errors import HybridError
+from .paths import atomic_write_bytes
 
 SETTINGS = ("mono", "cross", "multi")
 

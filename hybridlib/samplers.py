@@ -18,8 +18,8 @@ import math
 import pandas as pd
 import torch
 
-from .registry import registrar
 from .errors import HybridError
+from .registry import registrar
 
 SAMPLERS: dict[str, type[PairSampler]] = {}
 
