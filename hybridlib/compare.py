@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_sums, group_draws, holm, paired_randomization, seed_summary, seed_test, verdict4
+from .stats import bootstrap_sums, group_draws, holm, paired_randomization, seed_test, verdict4
 from .strategy import Strategy
 
 KEY = ["collection", "setting", "qlang", "plang", "query"]
@@ -204,17 +204,6 @@ def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, s
             rows.append({"strategy": strategy, "figure": label, "mean": mean, "lo": lo, "hi": hi,
                          "sd_over_seeds": float(per_seed.std(ddof=1)) if len(seeds) > 1 else 0.0,
                          "seeds": len(seeds)})
-    return pd.DataFrame(rows)
-
-
-def seeds_table(results: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
-    """Mean, spread and number of seeds of each headline figure per strategy."""
-    rows = []
-    for label, (coll, setting, metric) in figures.items():
-        sel = results[(results.collection == coll) & (results.setting == setting) & (results.metric == metric)
-                      & (results.qlang == "all")]
-        for strategy, d in sel.groupby("strategy"):
-            rows.append({"strategy": strategy, "figure": label, **seed_summary(d["value"])})
     return pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
-"""Statistics over queries: bootstrap intervals, paired tests, multiple-comparison correction, seed spread.
+"""Statistics over queries and seeds: bootstrap intervals, paired tests, multiple-comparison correction, and
+for several training seeds the two-level bootstrap, the equivalence test and the four-way verdict.
 
 Queries that are translations of one another are not independent: resampling is by ``group``
 (the question id), so a question counts once however many languages ask it.
@@ -55,13 +56,6 @@ def holm(pvalues) -> np.ndarray:
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
-
-
-def seed_summary(values) -> dict[str, float]:
-    """Mean, sample standard deviation and range over seeds."""
-    v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": len(v)}
 
 
 # ---- seeds as the unit of replication (the powered design) ---------------------------------------------

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hybridlib.stats import bootstrap_ci, holm, paired_randomization, seed_summary
+from hybridlib.stats import bootstrap_ci, holm, paired_randomization
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_data():
@@ -46,8 +46,3 @@ def test_paired_randomization():
 def test_holm_by_hand():
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
     np.testing.assert_allclose(holm([0.5, 0.001]), [0.5, 0.002])
-
-
-def test_seed_summary():
-    s = seed_summary([0.5, 0.7, 0.6])
-    assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1) and (s["min"], s["max"]) == (0.5, 0.7)
