@@ -128,7 +128,7 @@ def verdict(diff: float, p_holm: float, direction: int, alpha: float = 0.05) -> 
 
 
 def study_sums(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> dict[str, dict]:
-    """:func:`figure_sums` of every figure, with one pass over the rows to split them by view."""
+    """``figure_sums`` of every figure, with one pass over the rows to split them by view."""
     views = dict(iter(per_query.groupby(["collection", "setting"], sort=False)))
     return {label: figure_sums(views.get((coll, setting), per_query.iloc[:0]), coll, setting, metric, view_only=True)
             for label, (coll, setting, metric) in figures.items()}
