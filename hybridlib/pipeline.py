@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .config import ConfigError, Profile, load_profile
 from .paths import REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, locked
-from .runs import Task, adopt, estimate_seconds, tasks
+from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -76,6 +76,7 @@ def execute(t: Task) -> str:
             os.replace(tmp, failed)
         why = f"{e.ename}: {e.evalue}" if isinstance(e, PapermillExecutionError) else f"{type(e).__name__}: {e}"
         return f"failed: {why.strip().splitlines()[0] if why.strip() else type(e).__name__} (see {failed})"
+    clean_notebook(tmp)  # no warnings, debug lines or machine paths in what the book shows
     os.replace(tmp, t.out_dir / t.notebook)
     (t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb").unlink(missing_ok=True)
     if keep and old.get("products") == {p: _digest(t, p) for p in t.products}:

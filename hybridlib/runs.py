@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Profile
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, atomic_write_text
 from .store import write_json
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,43 @@ class Task:
         """An output's digest: its content for a product (stable when regenerated), else its bytes."""
         path = self.out_dir / name
         return content_digest(self.out_dir, name) if name in self.products or path.is_dir() else sha256_file(path)
+
+
+NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook import", re.M)
+
+
+def clean_notebook(path: Path) -> bool:
+    """Drop what a reader should not see from an executed notebook: stderr lines that are warnings or
+    debug logging, and the machine's own paths (the repository's parent, the home directory, papermill's
+    absolute input and output paths). Returns whether anything changed; written atomically."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
+    changed = False
+    for cell in [c for c in nb.get("cells", []) if "outputs" in c]:
+        kept = []
+        for out in cell["outputs"]:
+            if out.get("output_type") == "stream":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                lines = [l for l in text.splitlines(keepends=True) if not (out.get("name") == "stderr" and NOISE.search(l))]
+                clean = "".join(lines)
+                for root in roots:
+                    clean = clean.replace(root + "/", "")
+                if clean != text:
+                    changed = True
+                if not clean:
+                    continue
+                out["text"] = clean
+            kept.append(out)
+        cell["outputs"] = kept
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):  # papermill records absolute paths: keep them repository-relative
+        value = meta.get(key)
+        if isinstance(value, str) and os.path.isabs(value):
+            meta[key] = re.sub(r"\.([^/]+)\.running\.ipynb$", r"\1.ipynb", os.path.relpath(value, REPO_ROOT))
+            changed = True
+    if changed:
+        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return changed
 
 
 def data_checksums_if_present(data_dir: str | None) -> dict:

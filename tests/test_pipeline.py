@@ -263,3 +263,31 @@ def test_outputs_written_before_manifests_were_kept_can_be_adopted(runs):
         "would adopt (outputs there, no manifest)"
     assert run("smoke", runs, adopt_existing=True, progress=False)["05_compare.ipynb -> smoke"] == "adopted"
     assert json.loads((prof / ".05_compare.json").read_text())["key"] == json.loads(kept)["key"]
+
+
+def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
+    from hybridlib.paths import REPO_ROOT
+    bad = re.compile(r"Warning|DEBUG:|/work/|/tmp/|/root/|/home/|site-packages")
+    found = []
+    for nb in sorted((REPO_ROOT / "runs").glob("*/**/[0-9]*.ipynb")):
+        doc = json.loads(nb.read_text())
+        texts = [json.dumps(o) for c in doc["cells"] for o in c.get("outputs", [])]
+        texts.append(json.dumps(doc["metadata"].get("papermill", {})))
+        found += [f"{nb.relative_to(REPO_ROOT)}: {m.group(0)}" for t in texts for m in [bad.search(t)] if m]
+    assert not found, found[:5]
+
+
+def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
+    from hybridlib.paths import REPO_ROOT
+    from hybridlib.runs import clean_notebook
+    path = tmp_path / ".03_evaluate.running.ipynb"
+    path.write_text(json.dumps({"metadata": {"papermill": {"output_path": str(REPO_ROOT / "runs/x/.03_evaluate.running.ipynb")}},
+                                "cells": [{"cell_type": "code", "source": [], "outputs": [
+                                    {"output_type": "stream", "name": "stderr",
+                                     "text": "DEBUG:bm25s:Building index\n/x/tqdm/auto.py:21: TqdmWarning: IProgress\n"},
+                                    {"output_type": "stream", "name": "stdout",
+                                     "text": f"read {REPO_ROOT.parent}/shared/data/xquad-r/tr.json\n"}]}]}))
+    assert clean_notebook(path) and not clean_notebook(path)  # a second pass finds nothing
+    doc = json.loads(path.read_text())
+    assert doc["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "read shared/data/xquad-r/tr.json\n"}]
+    assert doc["metadata"]["papermill"]["output_path"] == "runs/x/03_evaluate.ipynb"
