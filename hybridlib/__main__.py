@@ -15,6 +15,8 @@ def main(argv=None) -> int:
     r.add_argument("--data-dir", default="", help="benchmark data directory (default: see README, Data)")
     r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
     r.add_argument("--dry-run", action="store_true", help="list what would run and why, run nothing")
+    r.add_argument("--until", default=None, metavar="NOTEBOOK",
+                   help="run the notebooks up to this one only, e.g. 03_evaluate (a slice of a long study)")
     r.add_argument("--adopt", action="store_true",
                    help="record runs whose outputs exist but that have no manifest (written before manifests "
                         "were kept) as done with the current settings, instead of running them again")
@@ -64,7 +66,7 @@ def command(args) -> int:
         print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
     from .pipeline import estimate, run
-    status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir)
+    status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until)
     width = max(map(len, status))
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")

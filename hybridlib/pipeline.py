@@ -98,12 +98,19 @@ def _digest(t: Task, product: str) -> str | None:
 
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
-        data_dir: str = "", progress: bool = True) -> dict[str, str]:
+        data_dir: str = "", progress: bool = True, until: str | None = None) -> dict[str, str]:
     """Execute every task of the profile that is not done; returns task name -> status ('done in N s',
-    'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why')."""
+    'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why').
+    ``until`` (a notebook, e.g. ``03_evaluate``) leaves out the notebooks after it: a slice of a long
+    study trains and evaluates its runs and leaves the analysis to the last slice."""
     if data_dir and not Path(data_dir).is_dir():
         raise ConfigError(f"data directory {data_dir!r}: no such directory")
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
+    if until:
+        stems = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+        if until not in stems:
+            raise ConfigError(f"until={until!r}: not a notebook; one of {', '.join(stems)}")
+        todo = [t for t in todo if Path(t.notebook).stem <= until]
     if dry_run:
         (reasons, _), out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain

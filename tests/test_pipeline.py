@@ -291,3 +291,11 @@ def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
     doc = json.loads(path.read_text())
     assert doc["cells"][0]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": "read shared/data/xquad-r/tr.json\n"}]
     assert doc["metadata"]["papermill"]["output_path"] == "runs/x/03_evaluate.ipynb"
+
+
+def test_until_leaves_out_the_notebooks_after_it(tmp_path):
+    from hybridlib.config import ConfigError
+    status = run("smoke", tmp_path, dry_run=True, until="03_evaluate")
+    assert {n.split(" ->")[0] for n in status} == {"01_data.ipynb", "02_train.ipynb", "03_evaluate.ipynb"}
+    with pytest.raises(ConfigError, match="until='evaluate': not a notebook; one of 01_data, 02_train"):
+        run("smoke", tmp_path, dry_run=True, until="evaluate")
