@@ -2,13 +2,14 @@
 
 Every method here acts on the Gram matrix G = g g^T (T x T) and returns weights w with
 update = w @ g: the projections of PCGrad and GradVac are tracked as coefficient vectors over the
-original gradients, so no projected copy of a P-sized gradient is ever made.
+original gradients, so no projected copy of a P-sized gradient is ever made. The P-sized arithmetic
+(G and the update) runs on the gradients' device and in their dtype; the rules themselves run on a
+float64 CPU copy of G, T x T numbers moved explicitly, once a step.
 """
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from .registry import registrar
@@ -25,12 +26,14 @@ class Combiner:
     name = "base"
 
     def weights(self, gram: torch.Tensor) -> torch.Tensor:
+        """The weights (T,) for a Gram matrix (T, T), both float64 on the CPU."""
         raise NotImplementedError
 
     def __call__(self, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``grads`` (T, P) -> (update (P,), weights (T,)) with update = weights @ grads."""
-        gram = (grads @ grads.T).double()
-        w = self.weights(gram).to(grads.dtype)
+        """``grads`` (T, P) -> (update (P,), weights (T,)) with update = weights @ grads, both on the
+        gradients' device and in their dtype."""
+        gram = (grads @ grads.T).to("cpu", torch.float64)
+        w = self.weights(gram).to(grads.device, grads.dtype)
         return w @ grads, w
 
     def state_dict(self) -> dict:
@@ -140,24 +143,26 @@ class CAGrad(Combiner):
 
     def weights(self, gram):
         T = len(gram)
-        A = gram.numpy()
-        b = np.full(T, 1 / T)
-        g0_norm = math.sqrt(max(b @ A @ b, 0.0))
-        scale = self.c * g0_norm
-        objective = lambda x: x @ A @ b + scale * math.sqrt(max(x @ A @ x, 0.0) + EPS)
-        if T == 2:  # a convex function of one variable: golden-section search on [0, 1]
+        b = torch.full((T,), 1 / T, dtype=torch.float64)
+        scale = self.c * math.sqrt(max(float(b @ gram @ b), 0.0))  # c ||g0||
+        if T == 2:  # a convex function of one variable t, x = (t, 1 - t): golden-section search on [0, 1]
+            (a, ab), (_, bb) = gram.tolist()
+            def f(t):
+                return (t * (a + ab) + (1 - t) * (ab + bb)) / 2 + scale * math.sqrt(
+                    max(t * t * a + 2 * t * (1 - t) * ab + (1 - t) ** 2 * bb, 0.0) + EPS)
             lo, hi = 0.0, 1.0
-            f = lambda t: objective(np.array([t, 1 - t]))
             for _ in range(100):
                 m1, m2 = lo + (hi - lo) * 0.381966, hi - (hi - lo) * 0.381966
                 lo, hi = (lo, m2) if f(m1) <= f(m2) else (m1, hi)
-            x = np.array([(lo + hi) / 2, 1 - (lo + hi) / 2])
+            x = torch.tensor([(lo + hi) / 2, 1 - (lo + hi) / 2], dtype=torch.float64)
         else:
             from scipy.optimize import minimize
-            x = minimize(objective, b, bounds=[(0, 1)] * T, constraints={"type": "eq", "fun": lambda x: 1 - x.sum()}).x
-        gw_norm = math.sqrt(max(x @ A @ x, 0.0))
-        lam = scale / (gw_norm + 1e-8)
-        return torch.as_tensor((b + lam * x) / (1 + self.c ** 2), dtype=torch.float64)
+            A, b0 = gram.numpy(), b.numpy()  # gram is the CPU copy made for the rules
+            objective = lambda x: x @ A @ b0 + scale * math.sqrt(max(x @ A @ x, 0.0) + EPS)  # noqa: E731
+            x = torch.from_numpy(minimize(objective, b0, bounds=[(0, 1)] * T,
+                                          constraints={"type": "eq", "fun": lambda x: 1 - x.sum()}).x)
+        lam = scale / (math.sqrt(max(float(x @ gram @ x), 0.0)) + 1e-8)
+        return (b + lam * x) / (1 + self.c ** 2)
 
 
 @register("mgda")

@@ -40,10 +40,15 @@ def relevant_ranks(queries: np.ndarray, pool: np.ndarray, relevant: list[np.ndar
 def search(queries: np.ndarray, pool: np.ndarray, k: int = 10, index: str = "flat", gpu: bool = False) -> np.ndarray:
     """Top-``k`` pool positions (Q, k) per query by inner product with FAISS.
 
-    ``index``: ``flat`` (exact), ``hnsw`` (HNSW32, approximate) or ``ivf`` (IVF with sqrt(N) lists, nprobe 16)."""
-    import faiss
-
+    ``index``: ``flat`` (exact), ``hnsw`` (HNSW32, approximate) or ``ivf`` (IVF with sqrt(N) lists, nprobe 16).
+    Where FAISS is not installed (a GPU machine with torch only), ``flat`` is an exact torch top-k."""
     _check(queries, pool)
+    try:
+        import faiss
+    except ImportError:
+        if index != "flat":
+            raise ImportError(f"index {index!r} needs FAISS: pip install faiss-cpu") from None
+        return torch_search(queries, pool, k)
     pool = np.ascontiguousarray(pool, dtype=np.float32)
     d = pool.shape[1]
     if index == "flat":
@@ -62,3 +67,12 @@ def search(queries: np.ndarray, pool: np.ndarray, k: int = 10, index: str = "fla
     ix.add(pool)
     _, top = ix.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, len(pool)))
     return top
+
+
+def torch_search(queries: np.ndarray, pool: np.ndarray, k: int = 10, block: int = 1024) -> np.ndarray:
+    """Exact top-``k`` by inner product with torch, blockwise (what ``search`` does without FAISS)."""
+    _check(queries, pool)
+    P = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32))
+    return np.concatenate([torch.topk(torch.from_numpy(np.ascontiguousarray(queries[i:i + block], dtype=np.float32))
+                                      @ P.T, min(k, len(pool)), dim=1).indices.numpy()
+                           for i in range(0, len(queries), block)] or [np.empty((0, min(k, len(pool))), int)])

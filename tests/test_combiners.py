@@ -102,3 +102,18 @@ def test_more_than_two_objectives():
         np.testing.assert_allclose(update, w @ g)
     C = PCGrad(seed=1).coefficients(gram(g))
     assert C.shape == (4, 4) and all(np.isfinite(C.numpy()).ravel())
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.mark.parametrize("name", list(COMBINERS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_and_weights_stay_on_the_gradients_device_and_dtype(name, dtype, device):
+    """The update is computed where the gradients are, in their precision; float32 and float64 agree."""
+    g = torch.tensor([[1.0, 2.0, -1.0, 0.5], [-2.0, 0.5, 1.0, 1.0]], dtype=dtype, device=device)
+    update, w = make_combiner(name)(g)
+    assert (update.device, update.dtype, w.device, w.dtype) == (g.device, dtype, g.device, dtype)
+    reference, _ = make_combiner(name)(g.cpu().double())
+    np.testing.assert_allclose(update.cpu().double().numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)

@@ -89,6 +89,18 @@ def test_faiss_search_agrees_with_exact_topk():
     assert (search(q, p, k=10, index="hnsw")[:, 0] == top[:, 0]).mean() > 0.9
 
 
+def test_search_without_faiss_is_an_exact_torch_top_k(monkeypatch):
+    import sys
+    rng = np.random.default_rng(3)
+    q, p = rng.normal(size=(2500, 8)).astype(np.float32), rng.normal(size=(300, 8)).astype(np.float32)
+    with_faiss = search(q, p, k=10)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    np.testing.assert_array_equal(search(q, p, k=10), with_faiss)
+    assert search(q[:3], p[:4], k=10).shape == (3, 4)
+    with pytest.raises(ImportError, match="index 'hnsw' needs FAISS: pip install faiss-cpu"):
+        search(q, p, index="hnsw")
+
+
 def test_mismatched_dimensions_and_empty_pool():
     with pytest.raises(ValueError, match="embedding dimensions differ"):
         relevant_ranks(np.zeros((2, 4)), np.zeros((3, 5)), [np.array([0])] * 2)
