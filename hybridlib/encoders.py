@@ -108,7 +108,11 @@ class Encoder(nn.Module):
         """Embeddings (B, D) of ``texts`` with gradients (training), and the number of real tokens. The texts
         are sorted by token length and cut into ``chunks`` groups, each padded only to its own longest text:
         the same embeddings as one padded batch (padding is masked out), with about half the padding computed
-        on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it."""
+        on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it. Chunks
+        pay on a CPU, where time follows the tokens computed; a GPU computes one padded batch in about the time
+        of a chunk, so there the batch is never cut."""
+        if self.device.type != "cpu":
+            chunks = 1
         p = self.prefix(kind)
         ids = self.tokenizer([p + t for t in texts], truncation=True, max_length=max_length or self.spec.max_length)["input_ids"]
         order = np.argsort([len(x) for x in ids], kind="stable")
@@ -168,33 +172,32 @@ class Encoder(nn.Module):
         return h.hexdigest()[:16]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Save as a directory that ``load_encoder(path)`` and ``SentenceTransformer(path)`` both load.
+        """Save as a sentence-transformers model that ``load_encoder(path)`` also loads: its own modules
+        (``Transformer``, ``Pooling``, a ``Dense`` + tanh for pooler-pooled models, ``Normalize``), its
+        ``save`` (model card included), the prompts ``query`` and ``document`` (``encode_query`` /
+        ``encode_document`` give hybridlib's embeddings) and ``passage`` as an alias.
 
         Written to a temporary sibling and renamed, so an interrupted save leaves no half model.
         """
         path = Path(path)
         _quiet_transformers()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+        hf = path.with_name(f".{path.name}.{os.getpid()}.hf")
+        for d in (tmp, hf):
+            shutil.rmtree(d, ignore_errors=True)
         try:
-            self.model.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            pooling = {"word_embedding_dimension": self.dim, "pooling_mode_cls_token": self.spec.pooling != "mean",
-                       "pooling_mode_mean_tokens": self.spec.pooling == "mean"}
-            modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                       {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                       {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
-            files = {"modules.json": modules,
-                     "sentence_bert_config.json": {"max_seq_length": self.spec.max_length, "do_lower_case": False},
-                     "config_sentence_transformers.json": {"prompts": {"query": self.spec.query_prefix,
-                                                                       "passage": self.spec.passage_prefix},
-                                                           "default_prompt_name": None, "similarity_fn_name": "cosine"},
-                     "1_Pooling/config.json": pooling,
-                     SPEC_FILE: {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash()}}
-            for rel, obj in files.items():
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                (tmp / rel).write_text(json.dumps(obj, indent=2))
-            (tmp / "2_Normalize").mkdir(exist_ok=True)
+            self.model.save_pretrained(hf)
+            self.tokenizer.save_pretrained(hf)
+            # The transformer's load arguments travel in its config: without them a mean-pooled BERT is loaded
+            # with a pooler, randomly initialised and reported missing on every load.
+            transformer_config = {"max_seq_length": self.spec.max_length, "do_lower_case": False,
+                                  "model_args": {"add_pooling_layer": self.spec.pooling == "pooler"}}
+            (hf / "sentence_bert_config.json").write_text(json.dumps(transformer_config))
+            _sentence_transformer(self, hf).save(str(tmp), model_name=self.name)
+            config = json.loads((tmp / "sentence_bert_config.json").read_text())
+            (tmp / "sentence_bert_config.json").write_text(json.dumps({**config, **transformer_config}, indent=2))
+            spec = {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash()}
+            (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2))
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
@@ -203,7 +206,29 @@ class Encoder(nn.Module):
             if isinstance(e, OSError):
                 raise OSError(e.errno, f"could not save the model to {path}: {e.strerror or e}") from e
             raise
+        finally:
+            shutil.rmtree(hf, ignore_errors=True)
         return path
+
+
+def _sentence_transformer(encoder: Encoder, hf_dir: Path):
+    """The sentence-transformers model equal to ``encoder``, its transformer read from ``hf_dir``."""
+    from sentence_transformers import SentenceTransformer
+    try:
+        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers 5
+        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+
+    modules = [Transformer.load(str(hf_dir)),
+               Pooling(encoder.dim, pooling_mode="mean" if encoder.spec.pooling == "mean" else "cls")]
+    if encoder.spec.pooling == "pooler":  # BERT's pooler: CLS -> dense -> tanh
+        dense = encoder.model.pooler.dense
+        modules.append(Dense(encoder.dim, dense.out_features, activation_function=nn.Tanh(),
+                             init_weight=dense.weight.detach().clone(), init_bias=dense.bias.detach().clone()))
+    modules.append(Normalize())
+    prompts = {"query": encoder.spec.query_prefix, "document": encoder.spec.passage_prefix,
+               "passage": encoder.spec.passage_prefix}
+    return SentenceTransformer(modules=modules, device="cpu", prompts=prompts, similarity_fn_name="cosine")
 
 
 def _quiet_transformers() -> None:

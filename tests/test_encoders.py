@@ -65,15 +65,40 @@ def test_hub_model_fails_fast_offline(monkeypatch, tmp_path):
     assert time.perf_counter() - t < 20  # a failed hub call without the guard takes 25-50 s
 
 
-def test_saved_encoder_loads_in_sentence_transformers(small_encoder, tmp_path):
+def pooler_encoder(tokenizer):
+    """A small random BERT pooled through its pooler (CLS -> dense -> tanh), as LaBSE is."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from hybridlib.encoders import Encoder, ModelSpec
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, pad_token_id=tokenizer.pad_token_id)
+    return Encoder("tiny-pooler", BertModel(config).eval(), tokenizer, ModelSpec("pooler", "q: ", "p: "))
+
+
+@pytest.mark.parametrize("pooling", ["mean", "pooler"])
+def test_saved_encoder_round_trips_through_sentence_transformers(small_encoder, pooling, tmp_path, caplog, capfd):
+    """encode_query / encode_document of the saved model are hybridlib's query / passage embeddings, and
+    loading it reports nothing missing."""
+    import logging
+
     from sentence_transformers import SentenceTransformer
-    path = small_encoder.save(tmp_path / "model")
-    st = SentenceTransformer(str(path), device="cpu")
-    ours = small_encoder.encode(SENTENCES, "query")
-    theirs = st.encode(SENTENCES, prompt_name="query", convert_to_numpy=True)
-    assert ((ours * theirs).sum(1) / np.linalg.norm(theirs, axis=1)).min() > 0.9999
+    enc = small_encoder if pooling == "mean" else pooler_encoder(small_encoder.tokenizer)
+    path = enc.save(tmp_path / "model")
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        st = SentenceTransformer(str(path), device="cpu")
+    printed = capfd.readouterr()
+    assert "MISSING" not in printed.out + printed.err + caplog.text
+    assert np.abs(st.encode_query(SENTENCES) - enc.encode(SENTENCES, "query")).max() < 1e-5
+    assert np.abs(st.encode_document(SENTENCES) - enc.encode(SENTENCES, "passage")).max() < 1e-5
+    assert [type(m).__name__ for m in st] == ["Transformer", "Pooling", *(["Dense"] * (pooling == "pooler")),
+                                            "Normalize"]
+    assert (path / "README.md").is_file()  # sentence-transformers' model card
     again = load_encoder(str(path))
-    assert again.weights_hash() == small_encoder.weights_hash() and again.spec == small_encoder.spec
+    assert again.weights_hash() == enc.weights_hash() and again.spec == enc.spec
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "model"]  # no temporary folder left
 
 
 @pytest.mark.slow
