@@ -11,7 +11,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute a profile's notebooks with papermill (resumable)")
     r.add_argument("--profile", default="cpu", help="smoke | cpu | study | paper, or a YAML file (default: cpu)")
-    r.add_argument("--runs-dir", default=None, help="results directory (default: runs/ in the repository)")
+    r.add_argument("--runs-dir", default=None, help="results directory (default: runs/ of the checkout; for an installed package, of the current directory)")
     r.add_argument("--data-dir", default="", help="benchmark data directory (default: see README, Data)")
     r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
     r.add_argument("--dry-run", action="store_true", help="list what would run and why, run nothing")

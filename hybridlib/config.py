@@ -229,12 +229,20 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 # ---- notebook parameters -------------------------------------------------------------------------------
-def _directory(name, v, must_hold=None):
+def _directory(name, v):
     if not isinstance(v, str) or not Path(v).is_dir():
         raise ConfigError(f"parameter {name}={v!r}: no such directory")
-    if must_hold and not (Path(v) / must_hold).is_file():
-        raise ConfigError(f"parameter {name}={v!r}: no {must_hold} there; run notebook 01 first "
-                          f"(python -m hybridlib run --profile PROFILE runs it with every other step)")
+
+
+def _data_out(name, v, profile="PROFILE"):
+    """Notebook 01's output, or exactly what to run to make it (it is not committed: a fresh clone or runtime
+    has only the collections)."""
+    if not isinstance(v, str) or not (Path(v) / "train_pairs.parquet").is_file():
+        where = "no such directory" if not isinstance(v, str) or not Path(v).is_dir() else "no train_pairs.parquet there"
+        runs = Path(v).parent.parent if isinstance(v, str) else "RUNS"
+        raise ConfigError(f"parameter {name}={v!r}: {where}; notebook 01 writes it. Run it first, from this "
+                          f"notebook's folder: python -m hybridlib run --profile {profile} --runs-dir {runs} "
+                          f"--until 01_data")
 
 
 def _seed(name, v):
@@ -268,7 +276,7 @@ def _profile(name, v):
 CHECKS = {  # notebook parameter -> its check
     "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy, "HYBRID": lambda n, v: _strategy(n, v, "hybrid"),
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
-    "DATA_OUT": lambda n, v: _directory(n, v, "train_pairs.parquet"),
+    "DATA_OUT": _data_out,
     "PROFILE_DIR": _directory, "BENCHMARKS": _output,
 }
 
@@ -280,5 +288,8 @@ def check_parameters(**params) -> Profile | None:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted(CHECKS)}")
     for name, value in params.items():
-        CHECKS[name](name, value)
+        if name == "DATA_OUT":
+            _data_out(name, value, params.get("PROFILE", "PROFILE"))
+        else:
+            CHECKS[name](name, value)
     return load_profile(params["PROFILE"]) if "PROFILE" in params else None

@@ -1,17 +1,21 @@
 """Benchmark loaders: XQuAD, XQuAD-R, MLQA-R, MLQA and TyDi-QA GoldP into typed, validated records.
 
 Every file is SQuAD-style JSON (``data -> paragraphs -> qas``). Loaders read the
-data directory (see ``hybridlib.paths``) or, when there is none, download the
-official files into the user cache. Whatever is wrong with a file is reported as
-a :class:`DataError` naming the file, the record and the problem.
+data directory (see ``hybridlib.paths`` and ``book/data.md``) or, when there is
+none, download the official files into the user cache: each archive once, with
+retries, every file checked against its known SHA-256 where one is known
+(``checksums.sha256``). Whatever is wrong with a file is reported as a
+:class:`DataError` naming the file, the record and the problem.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
 import os
 import tarfile
+import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -50,8 +54,8 @@ class Source:
 
 SOURCES = {s.name: s for s in (
     Source("xquad", XQUAD_LANGS, "xquad/xquad.{lang}.json",
-           "https://raw.githubusercontent.com/deepmind/xquad/master/xquad.{lang}.json", parallel=True),
-    Source("xquad-r", XQUAD_LANGS, "xquad-r/{lang}.json", _LAREQA + "/master/xquad-r/{lang}.json",
+           "https://raw.githubusercontent.com/deepmind/xquad/60cac41/xquad.{lang}.json", parallel=True),
+    Source("xquad-r", XQUAD_LANGS, "xquad-r/{lang}.json", _LAREQA + "/9bc8c7f/xquad-r/{lang}.json",
            segmented=True, parallel=True),
     Source("mlqa-r", MLQA_LANGS, "mlqa-r/{lang}.json", _LAREQA + "/354d67d/mlqa-r/{lang}.json", segmented=True),
     Source("mlqa", MLQA_LANGS, "mlqa/dev/dev-context-{lang}-question-{lang}.json",
@@ -115,18 +119,42 @@ def data_file(name: str, lang: str, data_dir: str | os.PathLike | None = None, d
     return path
 
 
-def _fetch(url: str) -> bytes:
-    log.info("downloading %s", url)
-    try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            return r.read()
-    except OSError as e:
-        raise DataError(f"{url}: download failed ({e}); offline, set HYBRIDLIB_DATA_DIR to a directory "
-                        f"laid out as the project's data README describes") from e
+DATA_LAYOUT = "book/data.md in the repository (the data layout)"
+CHECKSUMS = Path(__file__).with_name("checksums.sha256")
+
+
+def known_checksums() -> dict[str, str]:
+    """SHA-256 of the files whose official bytes are known, by path in the data directory."""
+    return {path: digest for digest, path in (line.split() for line in CHECKSUMS.read_text().splitlines() if line)}
+
+
+def _fetch(url: str, attempts: int = 3, wait: float = 2.0) -> bytes:
+    """The bytes at ``url``, retried with growing waits; failing for good, a DataError saying what to do."""
+    for attempt in range(1, attempts + 1):
+        log.info("downloading %s", url)
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return r.read()
+        except OSError as e:
+            if attempt == attempts:
+                raise DataError(f"{url}: download failed after {attempts} attempts ({e}); offline, set "
+                                f"HYBRIDLIB_DATA_DIR to a directory laid out as {DATA_LAYOUT} describes") from e
+            log.warning("%s: %s; retrying (%d of %d)", url, e, attempt + 1, attempts)
+            time.sleep(wait * 2 ** (attempt - 1))
+
+
+def _shared(url: str) -> bytes:
+    """A download that serves several files (an archive, TyDi's one training file): fetched once into the
+    cache and read from there afterwards."""
+    path = cache_dir() / "downloads" / url.rsplit("/", 1)[1]
+    if not path.is_file():
+        atomic_write_bytes(path, _fetch(url))
+    return path.read_bytes()
 
 
 def _download(src: Source, lang: str, path: Path) -> None:
-    blob = _fetch(src.url.format(lang=lang, name=TYDI_NAMES.get(lang, lang)))
+    url = src.url.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
+    blob = _shared(url) if src.member or src.name == "tydi-train" else _fetch(url)
     if src.member:
         member = src.member.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
         if src.url.endswith(".zip"):
@@ -139,6 +167,13 @@ def _download(src: Source, lang: str, path: Path) -> None:
         doc["data"] = [a for a in doc["data"] if any(q["id"].startswith(prefix)
                                                      for p in a["paragraphs"] for q in p["qas"])]
         blob = json.dumps(doc, ensure_ascii=False).encode()
+    rel, digest = src.relpath(lang), hashlib.sha256(blob).hexdigest()
+    expected = known_checksums().get(rel)
+    if expected and digest != expected:
+        raise DataError(f"{url}: {rel} has SHA-256 {digest}, expected {expected} (the download is corrupted or "
+                        f"the official file changed); nothing was written")
+    if not expected:
+        log.warning("%s: no known SHA-256 to check it against; its SHA-256 is %s", rel, digest)
     atomic_write_bytes(path, blob)
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 from .errors import HybridError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A source checkout (development, an editable install), or an installed package whose notebooks are package data
+CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
+NOTEBOOKS = REPO_ROOT / "notebooks" if CHECKOUT else Path(__file__).resolve().parent / "notebooks"
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 
@@ -39,6 +42,12 @@ def locked(path: str | os.PathLike, what: str):
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def default_runs_dir() -> Path:
+    """Where results go by default: ``runs/`` of the checkout, or of the current directory for an installed
+    package (never inside site-packages)."""
+    return REPO_ROOT / "runs" if CHECKOUT else Path.cwd() / "runs"
 
 
 def cache_dir() -> Path:

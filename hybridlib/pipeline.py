@@ -17,22 +17,27 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ConfigError, Profile, load_profile
-from .paths import REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, locked
+from .paths import CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir, locked
 from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
 
 log = logging.getLogger(__name__)
-NOTEBOOKS = REPO_ROOT / "notebooks"
 PipelineLocked = Locked
+
+
+def workdir(runs_dir: Path) -> Path:
+    """Where the notebooks execute: notebooks/ of a checkout (their default paths are relative to it), else
+    the results directory (an installed package's notebooks sit in site-packages)."""
+    return NOTEBOOKS if CHECKOUT else runs_dir
 
 
 def prepare(profile: str | Profile, runs_dir=None, data_dir: str = "") -> tuple[Profile, Path, list[Task]]:
     """The profile, its resolved file and its tasks (nothing written)."""
     profile = load_profile(profile)
-    runs_dir = Path(runs_dir or REPO_ROOT / "runs").resolve()
+    runs_dir = Path(runs_dir or default_runs_dir()).resolve()
     profile_file = runs_dir / profile.name / "profile.yaml"
-    if data_dir:  # the notebooks run in notebooks/: a path relative to it
-        data_dir = os.path.relpath(Path(data_dir).resolve(), NOTEBOOKS)
-    return profile, profile_file, tasks(profile, runs_dir, profile_file, NOTEBOOKS, data_dir)
+    if data_dir:  # handed to the notebooks relative to where they run
+        data_dir = os.path.relpath(Path(data_dir).resolve(), workdir(runs_dir))
+    return profile, profile_file, tasks(profile, runs_dir, profile_file, workdir(runs_dir), data_dir)
 
 
 def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
@@ -49,8 +54,8 @@ def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
     return reasons, forced
 
 
-def execute(t: Task) -> str:
-    """Run one task's notebook; record it as done; its status line."""
+def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
+    """Run one task's notebook in ``cwd``; record it as done; its status line."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -69,7 +74,7 @@ def execute(t: Task) -> str:
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(tmp), parameters=t.parameters,
-                                   cwd=str(NOTEBOOKS), progress_bar=False, kernel_name="python3", language="python")
+                                   cwd=str(cwd), progress_bar=False, kernel_name="python3", language="python")
     except Exception as e:  # a failed run is reported with the notebook's own error; the others go on
         failed = t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb"
         if tmp.exists():
@@ -141,7 +146,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 status[t.name] = "skipped (done)"                # reproduced the inputs it read
             else:
                 bar.set_postfix_str(t.name)
-                status[t.name] = execute(t)
+                status[t.name] = execute(t, workdir(profile_file.parent.parent))
                 if status[t.name].startswith("failed"):
                     failed.add(t.name)
                     log.error("%s %s", t.name, status[t.name])

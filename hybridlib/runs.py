@@ -159,13 +159,50 @@ class Task:
 NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook import", re.M)
 
 
+COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/)notebooks/[\w.-]+\.ipynb")
+REMOVED = ("parameters", "injected-parameters")  # tags of the cells the book leaves out
+
+
+def _setup_cell(name: str) -> list[str] | None:
+    """The Colab setup cell's source in the source notebook ``name``."""
+    from .paths import NOTEBOOKS
+    try:
+        cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((c["source"] for c in cells if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])),
+                None)
+
+
 def clean_notebook(path: Path) -> bool:
-    """Drop what a reader should not see from an executed notebook: stderr lines that are warnings or
-    debug logging, and the machine's own paths (the repository's parent, the home directory, papermill's
-    absolute input and output paths). Returns whether anything changed; written atomically."""
+    """Prepare an executed notebook for readers. Dropped: stderr lines that are warnings or debug logging,
+    and the machine's own paths (the repository's parent, the home directory, papermill's absolute input
+    and output paths). Left out of the book (tag ``remove-cell``): the parameters cells and the Colab
+    setup cell. The Colab badge opens this very notebook, as the book's launch button does, and its setup
+    cell is the source notebook's. Returns whether anything changed; written atomically."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
-    changed = False
+    final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
+    here = os.path.relpath(final.resolve(), REPO_ROOT) if final.resolve().is_relative_to(REPO_ROOT) else None
+    setup = _setup_cell(final.name)
+    strategy = nb.get("metadata", {}).get("papermill", {}).get("parameters", {}).get("STRATEGY")
+    before = json.dumps(nb, sort_keys=True)
+    for i, cell in enumerate(nb.get("cells", [])):
+        if i == 0 and strategy and cell["cell_type"] == "markdown" and cell["source"]:  # the title names the run
+            title = "".join(cell["source"]).split("\n", 1)
+            if title[0].startswith("# ") and not title[0].endswith(f" ({strategy})"):
+                cell["source"] = [f"{title[0]} ({strategy})\n", *title[1:]]
+        source = "".join(cell.get("source", ""))
+        tags = cell.get("metadata", {}).get("tags", [])
+        colab = cell["cell_type"] == "code" and "google.colab" in source
+        if colab and setup is not None and "".join(setup) != source:
+            cell["source"] = setup
+        if (colab or set(tags) & set(REMOVED)) and "remove-cell" not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, "remove-cell"]
+        badge = COLAB_BADGE.sub(lambda m: m.group(1) + here, source) if cell["cell_type"] == "markdown" and here else source
+        if badge != source:
+            cell["source"] = badge.splitlines(keepends=True)
+    changed = json.dumps(nb, sort_keys=True) != before
     for cell in [c for c in nb.get("cells", []) if "outputs" in c]:
         kept = []
         for out in cell["outputs"]:

@@ -162,7 +162,10 @@ def test_bad_strategy_names(text, message):
     ({"HYBRID": "pcgrad"}, r"parameter HYBRID='pcgrad': expected hybrid\(alpha\)"),
     ({"DATA_DIR": "/no/such/dir"}, r"parameter DATA_DIR='/no/such/dir': no such directory"),
     ({"DATA_DIR": None}, r"parameter DATA_DIR=None: expected a path, or '' for the default"),
-    ({"DATA_OUT": "EMPTY"}, r"parameter DATA_OUT='.*': no train_pairs.parquet there; run notebook 01 first"),
+    ({"DATA_OUT": "EMPTY"}, r"parameter DATA_OUT='.*': no train_pairs.parquet there; notebook 01 writes it"),
+    ({"DATA_OUT": "../runs/cpu/data", "PROFILE": "../runs/cpu/profile.yaml"},
+     r"DATA_OUT='../runs/cpu/data': no such directory; notebook 01 writes it. Run it first, from this notebook's "
+     r"folder: python -m hybridlib run --profile ../runs/cpu/profile.yaml --runs-dir ../runs --until 01_data"),
     ({"PROFILE_DIR": "/no/such/dir"}, r"parameter PROFILE_DIR='/no/such/dir': no such directory"),
     ({"RUN_DIR": ""}, r"parameter RUN_DIR='': expected a directory path"),
     ({"RUN_DIR": "FILE"}, r"parameter RUN_DIR='.*': expected a directory path"),

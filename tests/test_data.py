@@ -1,3 +1,5 @@
+import hashlib
+import io
 import json
 
 import pytest
@@ -153,10 +155,78 @@ def test_unknown_language_and_dataset():
         load("squad", "en")
 
 
-def test_download_failure_says_what_to_do(tmp_path, monkeypatch):
+@pytest.fixture
+def offline_server(tmp_path, monkeypatch):
+    """Downloads served from the data directory, as the official URLs hold them (MLQA and TyDi dev as their
+    archives); the URLs fetched are recorded, and ``broken`` URLs fail ``broken[url]`` times first."""
+    import tarfile
+    import zipfile
+    root = data.find_data_dir()
+    if root is None:
+        pytest.skip("no data directory")
+    served = {}
+    for name in ("xquad", "xquad-r", "mlqa-r"):
+        src = data.SOURCES[name]
+        served |= {src.url.format(lang=lang): (root / src.relpath(lang)).read_bytes() for lang in src.languages}
+    for name, url in (("mlqa", data.SOURCES["mlqa"].url), ("tydi-dev", data.SOURCES["tydi-dev"].url)):
+        src, buf = data.SOURCES[name], io.BytesIO()
+        members = {src.member.format(lang=lang, name=data.TYDI_NAMES.get(lang, lang)): root / src.relpath(lang)
+                   for lang in src.languages}
+        if url.endswith(".zip"):
+            with zipfile.ZipFile(buf, "w") as z:
+                for member, path in members.items():
+                    z.write(path, member)
+        else:
+            with tarfile.open(fileobj=buf, mode="w:gz") as t:
+                for member, path in members.items():
+                    t.add(path, member)
+        served[url] = buf.getvalue()
+    fetched, broken = [], {}
+
+    def urlopen(url, timeout=None):
+        fetched.append(url)
+        if broken.get(url):
+            broken[url] -= 1
+            raise OSError("connection reset")
+        return io.BytesIO(served[url])
+
     monkeypatch.setattr(data, "find_data_dir", lambda d=None: None)
     monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    with pytest.raises(DataError, match="download failed .* set HYBRIDLIB_DATA_DIR"):
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(data.time, "sleep", lambda s: None)
+    return served, fetched, broken
+
+
+def test_downloads_fetch_each_archive_once_and_check_known_checksums(offline_server, tmp_path):
+    served, fetched, _ = offline_server
+    mlqa = load_all("mlqa")
+    assert fetched == [data.SOURCES["mlqa"].url]  # one archive for the 7 languages
+    tydi = load_all("tydi-dev")
+    assert fetched.count(data.SOURCES["tydi-dev"].url) == 1
+    assert len(mlqa) == 7 and sum(map(len, mlqa.values())) == 4199 and sum(map(len, tydi.values())) == 5077
+    load("xquad-r", "de")
+    cached = tmp_path / "data" / "xquad-r" / "de.json"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == data.known_checksums()["xquad-r/de.json"]
+
+
+def test_a_download_with_the_wrong_checksum_writes_nothing(offline_server, tmp_path):
+    served, _, _ = offline_server
+    url = data.SOURCES["xquad"].url.format(lang="en")
+    served[url] = served[url].replace(b"Denver", b"Boston", 1)
+    with pytest.raises(DataError, match=r"xquad/xquad.en.json has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64} "
+                                        r"\(the download is corrupted or the official file changed\)"):
         load("xquad", "en")
-    assert not list(tmp_path.rglob("*.json"))  # nothing half-written
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_failed_download_is_retried_and_failing_for_good_says_what_to_do(offline_server, tmp_path):
+    _, fetched, broken = offline_server
+    url = data.SOURCES["xquad"].url.format(lang="en")
+    broken[url] = 2
+    assert len(load("xquad", "en")) == 1190 and fetched == [url] * 3
+    url = data.SOURCES["xquad"].url.format(lang="de")
+    broken[url] = 3
+    with pytest.raises(DataError, match="download failed after 3 attempts .* set HYBRIDLIB_DATA_DIR to a directory "
+                                        "laid out as book/data.md in the repository"):
+        load("xquad", "de")
+    assert not (tmp_path / "data" / "xquad" / "xquad.de.json").exists()  # nothing half-written

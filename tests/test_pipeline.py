@@ -274,6 +274,12 @@ def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
         texts = [json.dumps(o) for c in doc["cells"] for o in c.get("outputs", [])]
         texts.append(json.dumps(doc["metadata"].get("papermill", {})))
         found += [f"{nb.relative_to(REPO_ROOT)}: {m.group(0)}" for t in texts for m in [bad.search(t)] if m]
+        for c in doc["cells"]:  # the book leaves out parameters and Colab setup; the badge opens this notebook
+            tags, source = c.get("metadata", {}).get("tags", []), "".join(c["source"])
+            if {"parameters", "injected-parameters"} & set(tags) or "google.colab" in source:
+                found += [f"{nb.relative_to(REPO_ROOT)}: shown {tags}"] * ("remove-cell" not in tags)
+            if "colab.research.google.com/github" in source and f"blob/main/{nb.relative_to(REPO_ROOT)})" not in source:
+                found.append(f"{nb.relative_to(REPO_ROOT)}: badge opens another notebook")
     assert not found, found[:5]
 
 
@@ -293,9 +299,56 @@ def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
     assert doc["metadata"]["papermill"]["output_path"] == "runs/x/03_evaluate.ipynb"
 
 
+def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_itself():
+    from hybridlib.paths import NOTEBOOKS, REPO_ROOT
+    from hybridlib.runs import clean_notebook
+    out = REPO_ROOT / "runs" / "test-clean" / "xx-s0"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        path = out / ".02_train.running.ipynb"
+        source = json.loads((NOTEBOOKS / "02_train.ipynb").read_text())
+        source["metadata"]["papermill"] = {"parameters": {"STRATEGY": "xx"}}
+        path.write_text(json.dumps(source))
+        assert clean_notebook(path) and not clean_notebook(path)
+        cells = json.loads(path.read_text())["cells"]
+        assert cells[0]["source"][0] == "# 2. Training one strategy (xx)\n"
+        assert "blob/main/runs/test-clean/xx-s0/02_train.ipynb)" in "".join(cells[0]["source"])
+        hidden = [c["metadata"]["tags"] for c in cells if "remove-cell" in c["metadata"].get("tags", [])]
+        assert hidden == [["hide-input", "remove-cell"], ["parameters", "remove-cell"]]  # Colab setup, parameters
+    finally:
+        shutil.rmtree(out.parent)
+
+
 def test_until_leaves_out_the_notebooks_after_it(tmp_path):
     from hybridlib.config import ConfigError
     status = run("smoke", tmp_path, dry_run=True, until="03_evaluate")
     assert {n.split(" ->")[0] for n in status} == {"01_data.ipynb", "02_train.ipynb", "03_evaluate.ipynb"}
     with pytest.raises(ConfigError, match="until='evaluate': not a notebook; one of 01_data, 02_train"):
         run("smoke", tmp_path, dry_run=True, until="evaluate")
+
+
+def test_an_installed_package_runs_the_smoke_pipeline_outside_the_repository(tmp_path):
+    """pip install (not editable) into a directory of its own, then the smoke pipeline from elsewhere: the
+    notebooks come from the package, the results land in ./runs, nothing is written into the package."""
+    from hybridlib.paths import REPO_ROOT, find_data_dir
+    site, work = tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    src = tmp_path / "src"  # the package's sources (pip builds in the tree it is given)
+    shutil.copytree(REPO_ROOT / "hybridlib", src / "hybridlib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "notebooks", src / "notebooks", ignore=shutil.ignore_patterns(".*"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, src)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(src)], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(site), "HYBRIDLIB_DATA_DIR": str(find_data_dir())}
+    where = subprocess.run([sys.executable, "-c", "import hybridlib; print(hybridlib.__file__)"], cwd=work, env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert where == str(site / "hybridlib" / "__init__.py")
+    done = subprocess.run([sys.executable, "-m", "hybridlib", "run", "--profile", "smoke"], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "results in smoke: every task done" in done.stdout
+    assert (work / "runs/smoke/05_compare.ipynb").is_file()
+    assert (work / "runs/smoke/pcgrad-s0/results.parquet").is_file()
+    assert sorted(p.name for p in (site / "hybridlib" / "notebooks").iterdir()) == \
+        sorted(p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
