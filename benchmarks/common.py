@@ -15,10 +15,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 RESULTS = Path(__file__).parent / "results"
 
 
+def device() -> str:
+    """``--device`` of the command line (cpu or cuda; default cpu)."""
+    args = sys.argv[1:]
+    return args[args.index("--device") + 1] if "--device" in args else "cpu"
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a timing covers it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeat: int = 1) -> float:
+    sync()
     start = time.perf_counter()
     for _ in range(repeat):
         fn()
+    sync()
     return (time.perf_counter() - start) / repeat
 
 
@@ -41,9 +55,9 @@ def flops_per_token(encoder, mean_length: float) -> float:
     return 2 * dense + 4 * cfg.num_hidden_layers * mean_length * cfg.hidden_size
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, on: str = "cpu") -> float:
     """FLOP/s of a large dense matmul in ``dtype``: the machine's practical peak for these kernels."""
-    x = torch.randn(n, n).to(dtype)
+    x = torch.randn(n, n, device=on).to(dtype)
     x @ x
     return 2 * n**3 / timed(lambda: x @ x, 5)
 
@@ -59,6 +73,9 @@ def machine() -> dict:
 
 
 def save(name: str, result: dict) -> None:
+    """benchmarks/results/<name>.json, or <name>_cuda.json for a run with --device cuda (both are kept)."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **result}, indent=1) + "\n")
+    suffix = "" if device() == "cpu" else f"_{device()}"
+    result = {"machine": machine(), "device": device(), **result}
+    (RESULTS / f"{name}{suffix}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

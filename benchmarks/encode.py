@@ -1,11 +1,12 @@
 """Encoding: hybridlib's length-sorted encoder against SentenceTransformer.encode on the XQuAD-R pool
 (same saved model, batch size, max length and threads), embeddings compared; retrieval: FAISS flat
-inner product against torch matmul + topk; FLOP/s against the machine's dense matmul."""
+inner product against torch matmul + topk; FLOP/s against the machine's dense matmul. ``--device cuda``
+runs both encoders on the GPU (sentence-transformers in fp32 and in bf16 as its peers)."""
 import os
 
 import numpy as np
 import torch
-from common import alternate, flops_per_token, matmul_peak, save, timed
+from common import alternate, device, flops_per_token, matmul_peak, save, timed
 
 from hybridlib.encoders import load_encoder
 from hybridlib.evalsets import xquad_r
@@ -16,10 +17,11 @@ N, BATCH, MAXLEN = (256 if os.environ.get("BENCH_QUICK") else 2048), 128, 128
 texts = xquad_r().pool["text"].tolist()
 rng = np.random.default_rng(0)
 texts = [texts[i] for i in rng.choice(len(texts), N, replace=False)]
-ours = load_encoder()
+DEVICE = device()
+ours = load_encoder(device=DEVICE)
 from sentence_transformers import SentenceTransformer
 
-st = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device="cpu")
+st = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE)
 st.max_seq_length = MAXLEN
 a = ours.encode(texts, "passage", BATCH, MAXLEN)
 b = st.encode(texts, prompt_name="passage", batch_size=BATCH, convert_to_numpy=True)
@@ -30,10 +32,17 @@ ours.bf16 = True
 c = ours.encode(texts, "passage", BATCH, MAXLEN)
 bf16_s = timed(lambda: ours.encode(texts, "passage", BATCH, MAXLEN))
 ours.bf16 = False
+st_bf16_s = None
+if DEVICE != "cpu":  # sentence-transformers' own bf16: the model cast to bfloat16
+    st_bf16 = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE,
+                                  model_kwargs={"torch_dtype": torch.bfloat16})
+    st_bf16.max_seq_length = MAXLEN
+    st_bf16.encode(texts[:BATCH], prompt_name="passage", batch_size=BATCH)
+    st_bf16_s = timed(lambda: st_bf16.encode(texts, prompt_name="passage", batch_size=BATCH))
 
 tokens = sum(len(x) for x in ours.tokenizer(["passage: " + t for t in texts], truncation=True, max_length=MAXLEN)["input_ids"])
 flops = tokens * flops_per_token(ours, tokens / N)
-peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+peak32, peak16 = matmul_peak(torch.float32, on=DEVICE), matmul_peak(torch.bfloat16, on=DEVICE)
 
 pool = torch.nn.functional.normalize(torch.randn(13014, 384), dim=-1).numpy()
 queries = torch.nn.functional.normalize(torch.randn(13090, 384), dim=-1).numpy()
@@ -46,6 +55,8 @@ save("encode", {
     "speedup_over_sentence_transformers": fp32["speedup_a_over_b"], "speedup_range": [fp32["speedup_min"], fp32["speedup_max"]],
     "cosine_min_vs_sentence_transformers": float(cos.min()),
     "bf16_texts_per_s": N / bf16_s, "bf16_cosine_min_vs_fp32": float(((a * c).sum(1)).min()),
+    "sentence_transformers_bf16_texts_per_s": N / st_bf16_s if st_bf16_s else None,
+    "bf16_speedup_over_sentence_transformers_bf16": st_bf16_s / bf16_s if st_bf16_s else None,
     "achieved_gflops_fp32": flops / ours_s / 1e9, "achieved_gflops_bf16": flops / bf16_s / 1e9,
     "matmul_peak_gflops_fp32": peak32 / 1e9, "matmul_peak_gflops_bf16": peak16 / 1e9,
     "fraction_of_matmul_peak_fp32": flops / ours_s / peak32, "fraction_of_matmul_peak_bf16": flops / bf16_s / peak16,

@@ -3,9 +3,11 @@
 threads; each run in a fresh process (so its peak memory is its own), alternating A and B; the losses of
 both show the work is the same. Also hybridlib with one padded batch per side (``length_chunks=1``, what
 sentence-transformers computes), the FLOP/s of a step against the machine's matmul peak, and a gradient-mixing
-step against two plain steps on the same two batches."""
+step against two plain steps on the same two batches. ``--device cuda`` runs every side on the GPU, with
+the batch size of ``--batch`` (default 32)."""
 import os
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -13,11 +15,13 @@ from multiprocessing import get_context
 
 import numpy as np
 import torch
-from common import flops_per_token, matmul_peak, peak_rss_gb, save, timed
+from common import device, flops_per_token, matmul_peak, peak_rss_gb, save, timed
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
-B, STEPS, QLEN, PLEN = 32, (2 if os.environ.get("BENCH_QUICK") else 8), 64, 128
+DEVICE = device()
+B = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 32
+STEPS, QLEN, PLEN = (2 if os.environ.get("BENCH_QUICK") else 8), 64, 128
 ROUNDS = 1 if os.environ.get("BENCH_QUICK") else 3
 
 
@@ -28,16 +32,22 @@ def pairs_and_batches():
     return train, list(make_sampler("ml", train, B, seed=0))[:STEPS]
 
 
+def profile(**fields):
+    """The cpu profile with the benchmark's batch, lengths and budget (no probes, no checkpoints, no dropout)."""
+    from hybridlib.config import load_profile, override
+    return override(load_profile("cpu"), **{"batch_size": B, "budget_pairs": B * STEPS, "probe_every": 0,
+                                            "checkpoint_every": 10**6, "lr": 3e-5, "warmup": 0.0, "dropout": 0.0,
+                                            "max_query_length": QLEN, "max_passage_length": PLEN, **fields})
+
+
 def hybridlib_run(bf16: bool, chunks: int) -> dict:
     from hybridlib import encoders
-    from hybridlib.trainer import TrainConfig, Trainer, read_log
+    from hybridlib.trainer import Trainer, read_log
     if bf16:  # force bf16 autocast on the CPU, which the trainer itself does not use there (this measures why)
         encoders.bf16_available = lambda device, training=False: True
     train, _ = pairs_and_batches()
-    cfg = TrainConfig("ml", batch_size=B, budget_pairs=B * STEPS, probe_every=0, checkpoint_every=10**6, lr=3e-5,
-                      warmup=0.0, max_query_length=QLEN, max_passage_length=PLEN, dropout=0.0, bf16=bf16,
-                      length_chunks=chunks)
-    trainer = Trainer(encoders.load_encoder(), train, cfg, tempfile.mkdtemp(), progress=False)
+    cfg = profile(bf16=bf16, length_chunks=chunks)
+    trainer = Trainer(encoders.load_encoder(device=DEVICE), train, cfg, "ml", 0, tempfile.mkdtemp(), progress=False)
     trainer.train()
     log = read_log(trainer.run_dir)
     return {"seconds": float(log["seconds"].iloc[1:].sum()), "losses": log["loss"].tolist(),
@@ -50,7 +60,7 @@ def st_run(bf16: bool) -> dict:
 
     from hybridlib.paths import cache_dir
     train, batches = pairs_and_batches()
-    model = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device="cpu")
+    model = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE)
     model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -72,7 +82,7 @@ def st_run(bf16: bool) -> dict:
         q = model.tokenize(["query: " + t for t in b["question"]])
         model.max_seq_length = PLEN
         p = model.tokenize(["passage: " + t for t in b["passage"]])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # what its Trainer does with bf16=True
+        with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):  # what its Trainer does with bf16=True
             loss = loss_fn([q, p], None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -94,17 +104,16 @@ def mixing_overhead(rounds: int = 3) -> dict:
     against two plain steps on the same two batches, alternating; median ratio per combiner."""
     from hybridlib.combiners import COMBINERS
     from hybridlib.encoders import load_encoder
-    from hybridlib.trainer import TrainConfig, Trainer
+    from hybridlib.trainer import Trainer
     train, batches = pairs_and_batches()
-    encoder = load_encoder()
-    kw = {"batch_size": B, "budget_pairs": 2 * B * STEPS, "probe_every": 0, "max_query_length": QLEN,
-          "max_passage_length": PLEN, "dropout": 0.0, "bf16": False}
-    plain = Trainer(encoder, train, TrainConfig("ml", **kw), tempfile.mkdtemp(), progress=False)
+    encoder = load_encoder(device=DEVICE)
+    cfg = profile(budget_pairs=2 * B * STEPS, bf16=False)
+    plain = Trainer(encoder, train, cfg, "ml", 0, tempfile.mkdtemp(), progress=False)
     a, b = batches[0], batches[1]
     plain.update(a)  # warm-up
     out = {}
     for name in COMBINERS:
-        mixing = Trainer(encoder, train, TrainConfig(name, **kw), tempfile.mkdtemp(), progress=False)
+        mixing = Trainer(encoder, train, cfg, name, 0, tempfile.mkdtemp(), progress=False)
         ratios = []
         for _ in range(rounds):
             two = timed(lambda: (plain.update(a), plain.update(b)))
@@ -118,16 +127,16 @@ def mixing_overhead(rounds: int = 3) -> dict:
 def op_profile() -> list[dict]:
     """Where a (fp32, warm) training step's CPU time goes, by operator: the share in matrix products bounds
     the fraction of the matmul peak a step can reach."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     from hybridlib.encoders import load_encoder
-    from hybridlib.trainer import TrainConfig, Trainer
+    from hybridlib.trainer import Trainer
     train, batches = pairs_and_batches()
-    cfg = TrainConfig("ml", batch_size=B, budget_pairs=B * STEPS, probe_every=0, max_query_length=QLEN,
-                      max_passage_length=PLEN, dropout=0.0, bf16=False)
-    trainer = Trainer(load_encoder(), train, cfg, tempfile.mkdtemp(), progress=False)
+    trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=False), "ml", 0, tempfile.mkdtemp(),
+                      progress=False)
     trainer.update(batches[0])
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         trainer.update(batches[1])
     ops = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
     total = sum(t for _, t in ops)
@@ -153,7 +162,7 @@ def main():
     encoder = load_encoder()
     texts_tokens = ours["tokens"] / STEPS / (2 * B)
     step_flops = 3 * flops_per_token(encoder, texts_tokens) * ours["tokens"] / STEPS
-    peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    peak32, peak16 = matmul_peak(torch.float32, on=DEVICE), matmul_peak(torch.bfloat16, on=DEVICE)
     step_s = {k: statistics.median(v) / (STEPS - 1) for k, v in seconds.items()}
     mixing = fresh(mixing_overhead)
     ops = fresh(op_profile)

@@ -107,22 +107,62 @@ def families(strategies) -> dict[str, str]:
     return {s: family_label(s) for s in strategies}
 
 
-def describe(sig: pd.DataFrame, table: pd.DataFrame, front: list[str], claims: pd.DataFrame, hybrid: str,
+VERDICT_MARKS = {"better": "+", "worse": "−", "equivalent": "=", "inconclusive": ""}
+
+
+def short_label(figure: str) -> str:
+    """A headline figure's column label: 'XQuAD-R mono mAP' -> 'XQuAD-R mono', rank distance -> 'RD'."""
+    return figure.replace(" mAP", "").replace(" MRR@10", "").replace("rank distance", "RD")
+
+
+def number(figure: str, v: float, signed: bool = False) -> str:
+    if pd.isna(v):
+        return "-"
+    text = f"{v:+.0f}" if signed and "rank distance" in figure else f"{v:.0f}" if "rank distance" in figure \
+        else f"{v:+.3f}" if signed else f"{v:.3f}"
+    return text.replace("0.", ".", 1)
+
+
+def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:
+    """Strategy x figure as 'value ±half-width' of its 95% interval (:func:`~hybridlib.compare.headline`'s table), '-'
+    where a strategy has no such figure: one short line per cell."""
+    out = {}
+    for figure in figures:
+        if figure not in table:
+            continue
+        t = table[figure]
+        out[short_label(figure)] = [f"{number(figure, v)} ±{number(figure, (hi - lo) / 2)}" if pd.notna(v) else "-"
+                                    for v, lo, hi in t[["value", "lo", "hi"]].itertuples(index=False)]
+    return pd.DataFrame(out, index=table.index)
+
+
+def verdict_grid(verdicts: pd.DataFrame, base: str, others: list[str], figures) -> pd.DataFrame:
+    """Other strategy x (collection, figure): the verdict's mark (none when inconclusive) and the difference
+    ``base`` minus it, e.g. '+ +.012' (:func:`~hybridlib.compare.verdicts`' table)."""
+    cells = verdicts.assign(cell=[f"{VERDICT_MARKS[r.verdict]} {number(r.figure, r.diff, signed=True)}".strip()
+                                  for r in verdicts.itertuples()])
+    grid = cells.pivot(index="b", columns="figure", values="cell").reindex(index=others, columns=list(figures))
+    grid.columns = pd.MultiIndex.from_tuples([tuple(short_label(f).split(" ", 1)) for f in grid.columns])
+    return grid.rename_axis(index=f"{base} vs").fillna("")
+
+
+def describe(verdicts: pd.DataFrame, table: pd.DataFrame, front: list[str], claims: pd.DataFrame, hybrid: str,
              figures=("XQuAD-R mono mAP", "XQuAD-R cross mAP", "XQuAD-R multi mAP", "TyDi mono MRR@10")) -> str:
-    """The answer in brief, as Markdown bullets, from the paired tests of ``hybrid`` against the mixing
-    methods (``sig``: figure, b, diff, p_holm), the headline table, the Pareto front and the claims."""
-    if sig.empty:
-        return "This profile has no hybrid-vs-mixing comparison."
+    """The answer in brief, as Markdown bullets: for each figure, ``hybrid``'s value and the strategies it is
+    better than, worse than, equivalent to, or inconclusive against (:func:`~hybridlib.compare.verdicts`); the Pareto
+    front; the paper's claims."""
+    if verdicts.empty:
+        return "This profile has no comparison of the hybrid strategy."
+    words = {"better": "better than", "worse": "worse than", "equivalent": "equivalent to",
+             "inconclusive": "inconclusive against"}
     lines = []
     for label in figures:
-        s = sig[sig.figure == label]
-        if s.empty:
+        v = verdicts[verdicts.figure == label]
+        if v.empty:
             continue
-        groups = {"significantly better than": s[(s["diff"] > 0) & (s.p_holm < 0.05)].b.tolist(),
-                  "significantly worse than": s[(s["diff"] < 0) & (s.p_holm < 0.05)].b.tolist(),
-                  "no significant difference from": s[s.p_holm >= 0.05].b.tolist()}
-        parts = [f"{what} {', '.join(names)}" for what, names in groups.items() if names]
-        lines.append(f"- **{label}**: {hybrid} {table.loc[hybrid, (label, 'value')]:.3f}; {'; '.join(parts)}.")
+        parts = [f"{words[w]} {', '.join(v[v.verdict == w].b)}" for w in words if (v.verdict == w).any()]
+        lines.append(f"- **{label}**: {hybrid} {number(label, table.loc[hybrid, (label, 'value')])}; "
+                     f"{'; '.join(parts)}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
     tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
     lines.append(f"- **Paper claims**: {int((tested.verdict == 'supported').sum())} of {len(tested)} tested claims "

@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,12 +73,7 @@ def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_s
                   progress: bool | str = False, weights: str | None = None) -> np.ndarray:
     """Embeddings of ``texts``, cached on disk by (encoder weights, kind, max length, precision, texts);
     ``weights`` is the encoder's weights hash when the caller already has it (hashing reads every weight)."""
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-        h.update(b"\x00")
-    key = f"{weights or encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
-    path = cache_dir() / "embeddings" / f"{key}.npz"
+    path = cache_path(encoder, texts, kind, max_length, weights)
     if cache and path.is_file():
         emb = read_embeddings(path, (len(texts), encoder.dim))
         if emb is not None:
@@ -92,6 +88,16 @@ def encode_cached(encoder, texts: list[str], kind: str, max_length: int, batch_s
         np.savez(buf, embeddings=emb, sha256=np.array(hashlib.sha256(emb.tobytes()).hexdigest()))
         atomic_write_bytes(path, buf.getvalue())
     return emb
+
+
+def cache_path(encoder, texts: list[str], kind: str, max_length: int, weights: str | None = None) -> Path:
+    """The embedding cache entry of these texts under this encoder (it may not exist)."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\x00")
+    key = f"{weights or encoder.weights_hash()}-{kind}-{max_length}-{encoder.precision}-{h.hexdigest()[:16]}"
+    return cache_dir() / "embeddings" / f"{key}.npz"
 
 
 def read_embeddings(path, shape: tuple[int, int]) -> np.ndarray | None:
@@ -113,8 +119,10 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
     """Per-query metrics of every view of ``coll``; the language-preference table of its multilingual views
     (collection, qlang, retrieved language, share of the top 10); timing figures."""
     settings = settings or COLLECTION_SETTINGS.get(coll.name, SETTINGS)
-    t0 = time.perf_counter()
     weights = encoder.weights_hash() if cache else None
+    cached = cache and all(cache_path(encoder, texts, kind, n, weights).is_file() for texts, kind, n in (
+        (coll.pool["text"].tolist(), "passage", max_passage_length), (coll.queries["text"].tolist(), "query", max_query_length)))
+    t0 = time.perf_counter()
     P = encode_cached(encoder, coll.pool["text"].tolist(), "passage", max_passage_length, batch_size, cache,
                       progress and f"{coll.name} pool", weights)
     t1 = time.perf_counter()
@@ -142,7 +150,7 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
             frames.append(pd.DataFrame(row))
     t3 = time.perf_counter()
     timing = {"pool": len(P), "queries": len(Q), "encode_pool_s": t1 - t0, "encode_queries_s": t2 - t1,
-              "score_s": t3 - t2, "precision": encoder.precision}
+              "score_s": t3 - t2, "precision": encoder.precision, "from_cache": bool(cached)}
     preference = pd.concat(preference, ignore_index=True) if preference else pd.DataFrame(
         columns=["query language", "retrieved", "share", "collection"])
     return pd.concat(frames, ignore_index=True), preference, timing
@@ -157,7 +165,7 @@ def evaluate_strategy(strategy: str, encoder, coll: Collection, profile) -> tupl
         pq = bm25_evaluate(coll, encoder.tokenizer)
         return pq, pd.DataFrame(columns=["query language", "retrieved", "share", "collection"]), {
             "pool": len(coll.pool), "queries": len(coll.queries), "encode_pool_s": 0.0, "encode_queries_s": 0.0,
-            "score_s": time.perf_counter() - t0, "precision": "bm25"}
+            "score_s": time.perf_counter() - t0, "precision": "bm25", "from_cache": False}
     return evaluate(encoder, coll, max_query_length=profile.max_query_length,
                     max_passage_length=profile.max_passage_length, batch_size=profile.encode_batch_size,
                     progress=False)

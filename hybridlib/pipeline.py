@@ -54,6 +54,20 @@ def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
     return reasons, forced
 
 
+def _kernel_manager():
+    """Kernels talk to the pipeline over Unix sockets in the temporary directory: no TCP ports, and no
+    'Kernel is running over TCP without encryption' warning for every task."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}"),
+                             **kwargs)
+    return IPCKernelManager
+
+
 def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     """Run one task's notebook in ``cwd``; record it as done; its status line."""
     import papermill
@@ -74,7 +88,8 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(tmp), parameters=t.parameters,
-                                   cwd=str(cwd), progress_bar=False, kernel_name="python3", language="python")
+                                   cwd=str(cwd), progress_bar=False, kernel_name="python3", language="python",
+                                   kernel_manager_class=_kernel_manager())
     except Exception as e:  # a failed run is reported with the notebook's own error; the others go on
         failed = t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb"
         if tmp.exists():

@@ -79,14 +79,30 @@ def test_notebook_durations_read_papermill_metadata(tmp_path):
 
 
 def test_describe_names_each_group_once_and_never_says_none():
-    sig = pd.DataFrame({"figure": ["XQuAD-R mono mAP"] * 3, "b": ["sum", "pcgrad", "mgda"], "diff": [0.01, -0.01, 0.0],
-                        "p_holm": [0.01, 0.02, 0.5]})
+    v = pd.DataFrame({"figure": ["XQuAD-R mono mAP"] * 4, "b": ["sum", "pcgrad", "mgda", "xx"],
+                      "diff": [0.01, -0.01, 0.0, 0.002], "verdict": ["better", "worse", "equivalent", "inconclusive"]})
     table = pd.DataFrame({("XQuAD-R mono mAP", "value"): [0.761]}, index=["hybrid(0.5)"])
     claims = pd.DataFrame({"verdict": ["supported", "not supported (no significant difference)", "not run"]})
-    text = analysis.describe(sig, table, ["xx", "hybrid(0.25)"], claims, "hybrid(0.5)")
-    assert "- **XQuAD-R mono mAP**: hybrid(0.5) 0.761; significantly better than sum; significantly worse than " \
-           "pcgrad; no significant difference from mgda." in text
+    text = analysis.describe(v, table, ["xx", "hybrid(0.25)"], claims, "hybrid(0.5)")
+    assert "- **XQuAD-R mono mAP**: hybrid(0.5) .761; better than sum; worse than pcgrad; equivalent to mgda; " \
+           "inconclusive against xx." in text
     assert "none" not in text and "1 of 2 tested claims" in text
+
+
+def test_headline_cells_and_verdict_grid_are_one_short_line_each():
+    table = pd.DataFrame({("XQuAD-R mono mAP", "value"): [0.7612, np.nan], ("XQuAD-R mono mAP", "lo"): [0.7512, np.nan],
+                          ("XQuAD-R mono mAP", "hi"): [0.7712, np.nan], ("XQuAD-R rank distance", "value"): [350.4, 301],
+                          ("XQuAD-R rank distance", "lo"): [340.0, 290], ("XQuAD-R rank distance", "hi"): [361.0, 312]},
+                         index=["xx", "bm25"])
+    cells = analysis.headline_cells(table, ["XQuAD-R mono mAP", "XQuAD-R rank distance", "TyDi mono MRR@10"])
+    assert cells.to_dict("index") == {"xx": {"XQuAD-R mono": ".761 ±.010", "XQuAD-R RD": "350 ±10"},
+                                      "bm25": {"XQuAD-R mono": "-", "XQuAD-R RD": "301 ±11"}}
+    v = pd.DataFrame({"figure": ["XQuAD-R mono mAP", "XQuAD-R rank distance"], "b": ["xx", "xx"],
+                      "diff": [0.0123, -12.4], "verdict": ["better", "inconclusive"]})
+    grid = analysis.verdict_grid(v, "hybrid(0.5)", ["xx", "xy"], ["XQuAD-R mono mAP", "XQuAD-R rank distance"])
+    assert grid.to_dict("index") == {"xx": {("XQuAD-R", "mono"): "+ +.012", ("XQuAD-R", "RD"): "-12"},
+                                     "xy": {("XQuAD-R", "mono"): "", ("XQuAD-R", "RD"): ""}}
+    assert grid.index.name == "hybrid(0.5) vs"
 
 
 def test_info_nce_by_hand():
