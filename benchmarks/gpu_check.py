@@ -5,7 +5,7 @@ Run by hand where a GPU is at hand (CI has none) and commit its output with the 
 
     python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.txt
 
-``--device cpu`` runs the same checks on a CPU (``--queries 20`` keeps the evaluation short there).
+``--device cpu`` runs the same checks on a CPU (``--layers 1 --queries 3`` keeps them short there).
 Exit status 1 when a check failed.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def trainer(profile, pairs, strategy: str, steps: int, run_dir: Path, device: st
     from hybridlib.trainer import Trainer
     budget = steps * Strategy.parse(strategy).pairs_per_step(profile.batch_size)
     profile = override(profile, budget_pairs=budget, **fields)
-    encoder = load_encoder(profile.model, device=device)
+    encoder = load_encoder(profile.model, num_layers=profile.num_layers, device=device)
     return Trainer(encoder, pairs, profile, strategy, 0, run_dir, progress=False)
 
 
@@ -60,7 +60,7 @@ def check_resume(profile, pairs, steps, device) -> str:
     cut.train()
     resumed = trainer(profile, pairs, strategy, steps, cut_dir, device, checkpoint_every=1)
     summary = resumed.train()
-    diff = max(float((a - b).abs().max()) for a, b in zip(full.params, resumed.params))
+    diff = max(float((a - b).detach().abs().max()) for a, b in zip(full.params, resumed.params))
     assert summary["resumed"] and resumed.step == steps, summary
     assert diff < 1e-3, f"weights differ by {diff:.2e} after resuming"
     return f"{strategy} stopped at step {steps // 2} of {steps}, resumed: largest weight difference {diff:.1e}"
@@ -70,7 +70,7 @@ def check_evaluate(profile, device, queries) -> str:
     from hybridlib.encoders import load_encoder
     from hybridlib.evalsets import xquad_r
     from hybridlib.evaluate import evaluate, subset
-    encoder = load_encoder(profile.model, device=device)
+    encoder = load_encoder(profile.model, num_layers=profile.num_layers, device=device)
     encoder.bf16 = profile.bf16
     coll = subset(xquad_r(), queries)
     start = time.perf_counter()
@@ -91,6 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--queries", type=int, default=None, help="queries per language in the evaluation (all)")
+    ap.add_argument("--layers", type=int, default=None, help="keep only the first k transformer layers (a quick run)")
     ap.add_argument("--out", type=Path, default=None, help="also write the lines to this file")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -99,6 +100,9 @@ def main(argv=None) -> int:
     from hybridlib.config import load_profile
     from hybridlib.pairs import mlqa_split
     profile = load_profile(args.profile)
+    if args.layers:
+        from hybridlib.config import override
+        profile = override(profile, num_layers=args.layers)
     pairs = mlqa_split()[0]
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU"
     lines = [f"# gpu_check {datetime.date.today()} on {name}, torch {torch.__version__}, profile {profile.name}"]
