@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "embedded:multilingual-e5-small"
 SPEC_FILE = "hybridlib_encoder.json"
+SAVE_FORMAT = 2  # 2: sentence-transformers' own modules, the transformer's load arguments in its config
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ class Encoder(nn.Module):
             _sentence_transformer(self, hf).save(str(tmp), model_name=self.name)
             config = json.loads((tmp / "sentence_bert_config.json").read_text())
             (tmp / "sentence_bert_config.json").write_text(json.dumps({**config, **transformer_config}, indent=2))
-            spec = {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash()}
+            spec = {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash(),
+                    "format": SAVE_FORMAT}
             (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2))
             if path.exists():
                 shutil.rmtree(path)
@@ -264,7 +266,11 @@ def _embedded(name: str, rebuild: bool = True) -> Encoder:
     """Rebuild the embedded model once into the user cache; later loads read the cached directory."""
     target = cache_dir() / "models" / name.split(":", 1)[1]
     spec_file = target / SPEC_FILE
-    if not spec_file.is_file() or "weights_sha256" not in spec_file.read_text():  # older caches lack the hash
+    try:
+        current = json.loads(spec_file.read_text()).get("format") == SAVE_FORMAT
+    except (OSError, ValueError):
+        current = False
+    if not current:  # missing, or written by an older version (no weights hash, an older layout): rebuilt
         shutil.rmtree(target, ignore_errors=True)
         from transformers import PreTrainedTokenizerFast
 

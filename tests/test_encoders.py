@@ -195,6 +195,23 @@ def test_a_corrupted_embedded_model_cache_is_rebuilt(monkeypatch, tmp_path, capl
     assert "rebuilding the cache" in caplog.text and again.weights_hash() == built
 
 
+@pytest.mark.slow
+def test_an_embedded_model_cache_of_an_older_format_is_rebuilt(monkeypatch, tmp_path):
+    import json
+
+    from hybridlib import embedded
+    monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
+    built = load_encoder().weights_hash()
+    spec = tmp_path / "models" / "multilingual-e5-small" / "hybridlib_encoder.json"
+    assert json.loads(spec.read_text())["format"] == 2
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "format": 1}))
+    rebuilt = []
+    real = embedded.build_bert
+    monkeypatch.setattr(embedded, "build_bert", lambda *a: rebuilt.append(1) or real(*a))
+    assert load_encoder().weights_hash() == built and rebuilt == [1]
+    assert json.loads(spec.read_text())["format"] == 2
+
+
 @pytest.mark.parametrize("damage", ["permuted rows", "truncated", "not a cache file", "other shape"])
 def test_a_damaged_embedding_cache_entry_is_recomputed(small_encoder, monkeypatch, tmp_path, caplog, damage):
     from hybridlib.evaluate import encode_cached
