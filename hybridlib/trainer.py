@@ -410,9 +410,13 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
     from .paths import locked
     from .store import provenance, read_meta, read_table, write_json
 
-    setup_distributed()
     strategy, run_dir = Strategy.parse(strategy), Path(run_dir)
     config = run_config(profile, strategy, seed)
+    # Loaded before joining the process group: transformers writes a model on rank 0 only, and under torchrun
+    # every rank may have to build the embedded model's cache (each in a private folder, renamed into place).
+    encoder = load_encoder(profile.model, num_layers=profile.num_layers,
+                           device="cuda" if torch.cuda.is_available() else None)
+    setup_distributed()
     run_dir.mkdir(parents=True, exist_ok=True)
     with locked(run_dir / ".train.lock", "another process is training this run") if world()[0] == 0 else nullcontext():
         summary = finished(run_dir, config)
@@ -424,8 +428,6 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
             from .data import load_all
             from .pairs import tydi_pairs
             pairs = pd.concat([pairs, tydi_pairs(load_all("tydi-train"))], ignore_index=True)
-        encoder = load_encoder(profile.model, num_layers=profile.num_layers,
-                               device="cuda" if torch.cuda.is_available() else None)
         summary = Trainer(encoder, pairs, profile, strategy, seed, run_dir, progress=progress).train()
         if world()[0] == 0:
             encoder.save(run_dir / "model")
