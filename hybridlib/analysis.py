@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .data import MLQA_LANGS
-from .strategy import Strategy, family_label, sort
+from .strategy import Strategy, sort
 
 
 def order(strategies) -> list[str]:
@@ -100,11 +100,6 @@ def notebook_durations(profile_dir: str | Path) -> pd.DataFrame:
         if meta.get("duration"):
             rows.append({"notebook": nb.stem.replace("_", " ", 1), "run": nb.parent.name, "seconds": meta["duration"]})
     return pd.DataFrame(rows, columns=["notebook", "run", "seconds"])
-
-
-def families(strategies) -> dict[str, str]:
-    """Strategy -> its family's label, for legends."""
-    return {s: family_label(s) for s in strategies}
 
 
 VERDICT_MARKS = {"better": "+", "worse": "−", "equivalent": "=", "inconclusive": ""}

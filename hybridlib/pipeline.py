@@ -99,7 +99,7 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     clean_notebook(tmp)  # no warnings, debug lines or machine paths in what the book shows
     os.replace(tmp, t.out_dir / t.notebook)
     (t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb").unlink(missing_ok=True)
-    if keep and old.get("products") == {p: _digest(t, p) for p in t.products}:
+    if keep and old.get("products") == t.product_digests():
         for name, data in keep.items():
             atomic_write_bytes(t.out_dir / name, data)
     try:
@@ -107,14 +107,6 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     except ValueError as e:
         return f"failed: {e}"
     return f"done in {time.perf_counter() - start:.0f} s"
-
-
-def _digest(t: Task, product: str) -> str | None:
-    from .runs import content_digest
-    try:
-        return content_digest(t.out_dir, product)
-    except ValueError:
-        return None
 
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,

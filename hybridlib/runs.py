@@ -141,6 +141,16 @@ class Task:
                 return str(e)
         return None
 
+    def product_digests(self) -> dict[str, str | None]:
+        """The content digest of each product as it is now (None for one that is missing or does not parse)."""
+        out = {}
+        for p in self.products:
+            try:
+                out[p] = content_digest(self.out_dir, p)
+            except ValueError:
+                out[p] = None
+        return out
+
     def record(self) -> None:
         """Write the manifest: the task finished with this key, these outputs and products."""
         problem = self.outputs_valid()
@@ -148,7 +158,7 @@ class Task:
             raise ValueError(f"{self.name}: finished without its outputs: {problem}")
         write_json({"notebook": self.notebook, "key": self.key(), "config": self.config, "inputs": self.inputs(),
                     "outputs": {name: self.integrity(name) for name in self.outputs},
-                    "products": {p: content_digest(self.out_dir, p) for p in self.products}}, self.manifest_path)
+                    "products": self.product_digests()}, self.manifest_path)
 
     def integrity(self, name: str) -> str:
         """An output's digest: its content for a product (stable when regenerated), else its bytes."""
