@@ -54,23 +54,31 @@ def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
     return reasons, forced
 
 
-def _kernel_manager():
-    """Kernels talk to the pipeline over Unix sockets in the temporary directory: no TCP ports, and no
-    'Kernel is running over TCP without encryption' warning for every task."""
+def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path) -> None:
+    """papermill with a kernel that talks to this process over Unix sockets in the temporary directory: no
+    TCP ports, no 'Kernel is running over TCP without encryption' warning per task; the socket files are
+    removed afterwards."""
+    import glob
     import tempfile
 
+    import papermill
     from jupyter_client.manager import AsyncKernelManager
+
+    ipc = os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}")
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            super().__init__(transport="ipc", ip=os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}"),
-                             **kwargs)
-    return IPCKernelManager
+            super().__init__(transport="ipc", ip=ipc, **kwargs)
+    try:
+        papermill.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(cwd), progress_bar=False,
+                                   kernel_name="python3", language="python", kernel_manager_class=IPCKernelManager)
+    finally:
+        for socket in glob.glob(f"{ipc}-*"):
+            os.unlink(socket)
 
 
 def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     """Run one task's notebook in ``cwd``; record it as done; its status line."""
-    import papermill
     from papermill.exceptions import PapermillExecutionError
 
     t.out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,9 +95,7 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     tmp = t.out_dir / f".{Path(t.notebook).stem}.running.ipynb"
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(str(NOTEBOOKS / t.notebook), str(tmp), parameters=t.parameters,
-                                   cwd=str(cwd), progress_bar=False, kernel_name="python3", language="python",
-                                   kernel_manager_class=_kernel_manager())
+        _run_notebook(NOTEBOOKS / t.notebook, tmp, t.parameters, cwd)
     except Exception as e:  # a failed run is reported with the notebook's own error; the others go on
         failed = t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb"
         if tmp.exists():
