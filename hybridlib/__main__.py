@@ -17,6 +17,10 @@ def main(argv=None) -> int:
     r.add_argument("--dry-run", action="store_true", help="list what would run and why, run nothing")
     r.add_argument("--until", default=None, metavar="NOTEBOOK",
                    help="run the notebooks up to this one only, e.g. 03_evaluate (a slice of a long study)")
+    r.add_argument("--seeds", nargs="+", type=int, default=None, metavar="SEED",
+                   help="only the runs of these seeds (a slice of a long study; analysis notebooks wait)")
+    r.add_argument("--strategies", nargs="+", default=None, metavar="STRATEGY",
+                   help="only the runs of these strategies (a slice of a long study; analysis notebooks wait)")
     r.add_argument("--adopt", action="store_true",
                    help="record runs whose outputs exist but that have no manifest (written before manifests "
                         "were kept) as done with the current settings, instead of running them again")
@@ -66,7 +70,8 @@ def command(args) -> int:
         print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
     from .pipeline import estimate, run
-    status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until)
+    status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until, seeds=args.seeds,
+                 strategies=args.strategies)
     width = max(map(len, status))
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")

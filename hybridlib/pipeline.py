@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .config import ConfigError, Profile, load_profile
 from .paths import CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir, locked
 from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
+from .strategy import Strategy
 
 log = logging.getLogger(__name__)
 PipelineLocked = Locked
@@ -116,11 +117,14 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
 
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
-        data_dir: str = "", progress: bool = True, until: str | None = None) -> dict[str, str]:
+        data_dir: str = "", progress: bool = True, until: str | None = None, seeds: list[int] | None = None,
+        strategies: list[str] | None = None) -> dict[str, str]:
     """Execute every task of the profile that is not done; returns task name -> status ('done in N s',
     'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why').
-    ``until`` (a notebook, e.g. ``03_evaluate``) leaves out the notebooks after it: a slice of a long
-    study trains and evaluates its runs and leaves the analysis to the last slice."""
+    ``until`` (a notebook, e.g. ``03_evaluate``) leaves out the notebooks after it. ``seeds`` and
+    ``strategies`` select the runs of a slice of a long study (notebook 01, then those runs' training and
+    evaluation; the analysis notebooks wait for a run without them); the profile, and the resolved file
+    the notebooks read, stay whole."""
     if data_dir and not Path(data_dir).is_dir():
         raise ConfigError(f"data directory {data_dir!r}: no such directory")
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
@@ -129,6 +133,15 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         if until not in stems:
             raise ConfigError(f"until={until!r}: not a notebook; one of {', '.join(stems)}")
         todo = [t for t in todo if Path(t.notebook).stem <= until]
+    if seeds is not None or strategies is not None:
+        wanted = None if strategies is None else {str(Strategy.parse(s)) for s in strategies}
+        unknown = sorted((wanted or set()) - {str(s) for s in profile.strategy_list}) + \
+            [str(s) for s in seeds or [] if s not in profile.seeds]
+        if unknown:
+            raise ConfigError(f"--seeds/--strategies: {', '.join(unknown)} not in profile {profile.name}")
+        todo = [t for t in todo if t.notebook == "01_data.ipynb" or (
+            "STRATEGY" in t.parameters and (seeds is None or t.parameters["SEED"] in seeds)
+            and (wanted is None or t.parameters["STRATEGY"] in wanted))]
     if dry_run:
         (reasons, _), out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain

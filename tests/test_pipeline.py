@@ -352,3 +352,12 @@ def test_an_installed_package_runs_the_smoke_pipeline_outside_the_repository(tmp
     assert (work / "runs/smoke/zero-shot-s0/results.parquet").is_file()
     assert sorted(p.name for p in (site / "hybridlib" / "notebooks").iterdir()) == \
         sorted(p.name for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_a_slice_selects_runs_by_seed_and_strategy_and_keeps_the_profile_whole(tmp_path):
+    from hybridlib.config import ConfigError
+    status = run("smoke", tmp_path, dry_run=True, seeds=[0], strategies=["hybrid(0.50)", "xx"])
+    assert list(status) == ["01_data.ipynb -> data", "02_train.ipynb -> xx-s0", "03_evaluate.ipynb -> xx-s0",
+                            "02_train.ipynb -> hybrid-0.5-s0", "03_evaluate.ipynb -> hybrid-0.5-s0"]
+    with pytest.raises(ConfigError, match=r"--seeds/--strategies: mgda\(budget=2\), 7 not in profile smoke"):
+        run("smoke", tmp_path, dry_run=True, seeds=[7], strategies=["mgda(budget=2)"])
