@@ -17,7 +17,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import ConfigError, Profile, load_profile
-from .paths import CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir, locked
+from .paths import (CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir,
+                    locked)
 from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
 from .strategy import Strategy
 
