@@ -193,7 +193,8 @@ def clean_notebook(path: Path) -> bool:
     nb = json.loads(path.read_text(encoding="utf-8"))
     roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
     final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
-    here = os.path.relpath(final.resolve(), REPO_ROOT) if final.resolve().is_relative_to(REPO_ROOT) else None
+    root = next((d for d in final.resolve().parents if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir()), None)
+    here = os.path.relpath(final.resolve(), root) if root else None  # the checkout the runs live in, not the code's
     setup = _setup_cell(final.name)
     strategy = nb.get("metadata", {}).get("papermill", {}).get("parameters", {}).get("STRATEGY")
     before = json.dumps(nb, sort_keys=True)

@@ -319,6 +319,20 @@ def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_
         shutil.rmtree(out.parent)
 
 
+def test_clean_notebook_points_the_badge_into_the_checkout_holding_the_runs(tmp_path):
+    """Runs written by code from another worktree still link to their own place in the runs' checkout."""
+    from hybridlib.paths import NOTEBOOKS
+    from hybridlib.runs import clean_notebook
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    out = tmp_path / "runs" / "study" / "xy-s1"
+    out.mkdir(parents=True)
+    path = out / ".02_train.running.ipynb"
+    path.write_text((NOTEBOOKS / "02_train.ipynb").read_text())
+    assert clean_notebook(path)
+    assert "blob/main/runs/study/xy-s1/02_train.ipynb)" in "".join(json.loads(path.read_text())["cells"][0]["source"])
+
+
 def test_until_leaves_out_the_notebooks_after_it(tmp_path):
     from hybridlib.config import ConfigError
     status = run("smoke", tmp_path, dry_run=True, until="03_evaluate")
