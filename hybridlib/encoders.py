@@ -104,6 +104,21 @@ class Encoder(nn.Module):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
         return self.spec.query_prefix if kind == "query" else self.spec.passage_prefix
 
+    def tokenize(self, texts: list[str], kind: str, max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text with its kind's prefix, truncated to ``max_length`` (the model's by default)."""
+        p = self.prefix(kind)
+        return self.tokenizer([p + t for t in texts], truncation=True,
+                              max_length=max_length or self.spec.max_length)["input_ids"]
+
+    def pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids right-padded to the longest, and their attention mask (B, T), on the encoder's device.
+        The same tensors as the tokenizer's ``pad``, at a tenth of its time (a GPU step waits for it)."""
+        x = np.full((len(ids), max(map(len, ids))), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros(x.shape, dtype=np.int64)
+        for i, row in enumerate(ids):
+            x[i, :len(row)], mask[i, :len(row)] = row, 1
+        return torch.from_numpy(x).to(self.device), torch.from_numpy(mask).to(self.device)
+
     def embed(self, texts: list[str], kind: str, max_length: int | None = None, chunks: int = 1
               ) -> tuple[torch.Tensor, int]:
         """Embeddings (B, D) of ``texts`` with gradients (training), and the number of real tokens. The texts
@@ -112,17 +127,13 @@ class Encoder(nn.Module):
         on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it. Chunks
         pay on a CPU, where time follows the tokens computed; a GPU computes one padded batch in about the time
         of a chunk, so there the batch is never cut."""
-        if self.device.type != "cpu":
-            chunks = 1
-        p = self.prefix(kind)
-        ids = self.tokenizer([p + t for t in texts], truncation=True, max_length=max_length or self.spec.max_length)["input_ids"]
+        ids = self.tokenize(texts, kind, max_length)
+        tokens = sum(map(len, ids))
+        if self.device.type != "cpu" or chunks == 1:
+            return self(*self.pad(ids)), tokens
         order = np.argsort([len(x) for x in ids], kind="stable")
-        parts = []
-        for idx in np.array_split(order, min(chunks, len(order))):
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            parts.append(self(batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)))
-        back = torch.from_numpy(np.argsort(order, kind="stable")).to(self.device)
-        return torch.cat(parts)[back], sum(len(x) for x in ids)
+        parts = [self(*self.pad([ids[i] for i in idx])) for idx in np.array_split(order, min(chunks, len(order)))]
+        return torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable")).to(self.device)], tokens
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled, L2-normalised embeddings (B, D) of token ids and attention mask (B, T)."""
@@ -140,28 +151,27 @@ class Encoder(nn.Module):
     def encode(self, texts: list[str], kind: str = "passage", batch_size: int = 64, max_length: int | None = None,
                progress: bool | str = False) -> np.ndarray:
         """Embeddings (N, D) float32 of ``texts``; batches are formed in order of token length so little
-        padding is computed, and the result is returned in the input order."""
+        padding is computed, and the result is returned in the input order. The embeddings stay on the device
+        until the end (no wait for the GPU between batches), under one autocast region (weights cast once)."""
         texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
-        p, limit = self.prefix(kind), max_length or self.spec.max_length
-        ids = self.tokenizer([p + t for t in texts], truncation=True, max_length=limit)["input_ids"]
+            return np.empty((0, self.dim), dtype=np.float32)
+        ids = self.tokenize(texts, kind, max_length)
         order = np.argsort([-len(x) for x in ids], kind="stable")
         was_training = self.training
         self.eval()
-        device = self.device
         bar = tqdm(total=len(texts), desc=progress if isinstance(progress, str) else f"encode {kind}s",
                    disable=not progress, unit="text")
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            with self.autocast():
-                emb = self(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            out[idx] = emb.cpu().numpy()
-            bar.update(len(idx))
+        parts = []
+        with self.autocast():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start:start + batch_size]
+                parts.append(self(*self.pad([ids[i] for i in idx])))
+                bar.update(len(idx))
         bar.close()
         self.train(was_training)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out[order] = torch.cat(parts).cpu().numpy()
         return out
 
     def weights_hash(self) -> str:

@@ -159,11 +159,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.loss(rows)
         self.tokens += tokens
-        value = loss.item()
-        if not math.isfinite(value):
-            raise self.non_finite(f"{objective} loss ({value})")
         # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
         (loss / self.world_size).backward()
+        value = loss.item()  # after backward is queued: a GPU does not wait for the host in between
+        if not math.isfinite(value):
+            raise self.non_finite(f"{objective} loss ({value})")
         if self.world_size > 1:
             for p in self.params:
                 if p.grad is not None:
