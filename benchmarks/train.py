@@ -15,13 +15,14 @@ from multiprocessing import get_context
 
 import numpy as np
 import torch
-from common import device, flops_per_token, matmul_peak, peak_rss_gb, save, timed
+from common import device, flops_per_token, matmul_peak, peak_rss_gb, save, sync, timed
 
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
 DEVICE = device()
 B = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 32
-STEPS, QLEN, PLEN = (2 if os.environ.get("BENCH_QUICK") else 8), 64, 128
+# a GPU step is short: more of them, the first (warm-up) left out of every timing
+STEPS, QLEN, PLEN = (2 if os.environ.get("BENCH_QUICK") else 8 if DEVICE == "cpu" else 16), 64, 128
 ROUNDS = 1 if os.environ.get("BENCH_QUICK") else 3
 
 
@@ -54,12 +55,13 @@ def hybridlib_run(bf16: bool, chunks: int) -> dict:
             "tokens": trainer.tokens, "peak_rss_gb": peak_rss_gb()}
 
 
-def st_run(bf16: bool) -> dict:
-    """sentence-transformers' model and loss in a plain loop (no Trainer overhead: its most favourable case)."""
+def st_step(bf16: bool):
+    """sentence-transformers' model and loss in a plain loop (no Trainer overhead: its most favourable case):
+    a function doing one step on a batch's rows and returning its loss, and the pairs."""
     from sentence_transformers import SentenceTransformer, losses
 
     from hybridlib.paths import cache_dir
-    train, batches = pairs_and_batches()
+    train, _ = pairs_and_batches()
     model = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE)
     model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
     for m in model.modules():
@@ -74,9 +76,8 @@ def st_run(bf16: bool) -> dict:
                             fused=True)  # its Trainer's default optimizer (adamw_torch_fused) with torch >= 2.8
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(s + 1, (STEPS - s) / (STEPS - 1)))
     model.train()
-    out, seconds = [], []
-    for rows in batches:
-        start = time.perf_counter()
+
+    def step(rows) -> float:
         b = train.iloc[rows]
         model.max_seq_length = QLEN
         q = model.tokenize(["query: " + t for t in b["question"]])
@@ -89,7 +90,16 @@ def st_run(bf16: bool) -> dict:
         opt.step()
         sched.step()
         opt.zero_grad()
-        out.append(float(loss))
+        return float(loss.detach())
+    return step
+
+
+def st_run(bf16: bool) -> dict:
+    step, (_, batches) = st_step(bf16), pairs_and_batches()
+    out, seconds = [], []
+    for rows in batches:
+        start = time.perf_counter()
+        out.append(step(rows))
         seconds.append(time.perf_counter() - start)
     return {"seconds": sum(seconds[1:]), "losses": out, "peak_rss_gb": peak_rss_gb()}
 
@@ -124,23 +134,41 @@ def mixing_overhead(rounds: int = 3) -> dict:
     return out
 
 
-def op_profile() -> list[dict]:
-    """Where a (fp32, warm) training step's CPU time goes, by operator: the share in matrix products bounds
-    the fraction of the matmul peak a step can reach."""
+def op_profile() -> dict:
+    """Where a warm training step's time goes, by operator, for hybridlib and sentence-transformers (bf16
+    on a GPU, fp32 on a CPU): the share in matrix products bounds the fraction of the matmul peak a step can
+    reach; on a GPU, the device's busy time against the step's wall time says whether the host keeps it fed."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     from hybridlib.encoders import load_encoder
     from hybridlib.trainer import Trainer
+    gpu = DEVICE != "cpu"
     train, batches = pairs_and_batches()
-    trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=False), "ml", 0, tempfile.mkdtemp(),
+    trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=gpu), "ml", 0, tempfile.mkdtemp(),
                       progress=False)
-    trainer.update(batches[0])
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-        trainer.update(batches[1])
-    ops = [(e.key, e.self_cpu_time_total) for e in prof.key_averages()]
-    total = sum(t for _, t in ops)
-    return [{"op": k, "share": t / total} for k, t in sorted(ops, key=lambda x: -x[1])[:12]]
+    out = {}
+    for name, step in {"hybridlib": trainer.update, "sentence_transformers": st_step(gpu)}.items():
+        step(batches[0])  # warm-up
+        sync()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+        with torch_profile(activities=activities) as prof:
+            start = time.perf_counter()
+            step(batches[-1])
+            sync()
+            wall = time.perf_counter() - start
+        events = prof.key_averages()
+        cpu = sorted(((e.key, e.self_cpu_time_total) for e in events), key=lambda x: -x[1])
+        total = sum(t for _, t in cpu)
+        out[name] = {"wall_s": wall, "ops": [{"op": k, "share": t / total} for k, t in cpu[:12]]}
+        if gpu:
+            dev = sorted(((e.key, e.self_device_time_total, e.count) for e in events if e.self_device_time_total > 0),
+                         key=lambda x: -x[1])
+            busy = sum(t for _, t, _ in dev) / 1e6
+            out[name] |= {"device_busy_s": busy, "device_busy_fraction": busy / wall,
+                          "kernel_launches": sum(n for _, _, n in dev),
+                          "device_ops": [{"op": k, "seconds": t / 1e6, "count": n} for k, t, n in dev[:12]]}
+    return out
 
 
 def main():
@@ -148,6 +176,8 @@ def main():
     sides = {"hybridlib": (hybridlib_run, False, 4), "sentence_transformers": (st_run, False),
              "hybridlib_one_padded_batch": (hybridlib_run, False, 1),
              "hybridlib_bf16": (hybridlib_run, True, 4), "sentence_transformers_bf16": (st_run, True)}
+    if DEVICE != "cpu":  # a GPU never cuts a batch into chunks: that side would repeat the first
+        del sides["hybridlib_one_padded_batch"]
     runs = {k: [] for k in sides}
     for _ in range(ROUNDS):  # A B C ... A B C ...: drifts in machine load hit every side
         for name, (fn, *args) in sides.items():
@@ -172,7 +202,8 @@ def main():
         "speedup_over_sentence_transformers": statistics.median(ratio("hybridlib", "sentence_transformers")),
         "speedup_range": [min(ratio("hybridlib", "sentence_transformers")), max(ratio("hybridlib", "sentence_transformers"))],
         "speedup_over_sentence_transformers_bf16": statistics.median(ratio("hybridlib_bf16", "sentence_transformers_bf16")),
-        "speedup_from_length_chunks": statistics.median(ratio("hybridlib", "hybridlib_one_padded_batch")),
+        "speedup_from_length_chunks": statistics.median(ratio("hybridlib", "hybridlib_one_padded_batch"))
+        if "hybridlib_one_padded_batch" in seconds else None,
         "losses": {k: v[0]["losses"] for k, v in runs.items()},
         "max_loss_difference_fp32": float(np.max(np.abs(np.subtract(ours["losses"], runs["sentence_transformers"][0]["losses"])))),
         "peak_rss_gb": {k: max(r["peak_rss_gb"] for r in v) for k, v in runs.items()},
@@ -182,7 +213,7 @@ def main():
         "matmul_peak_gflops_fp32": peak32 / 1e9, "matmul_peak_gflops_bf16": peak16 / 1e9,
         "fraction_of_matmul_peak_fp32": step_flops / step_s["hybridlib"] / peak32,
         "fraction_of_matmul_peak_bf16": step_flops / step_s["hybridlib_bf16"] / peak16,
-        "matmul_share_of_step": sum(o["share"] for o in ops if o["op"] in MATMULS), "op_profile": ops,
+        "matmul_share_of_step": sum(o["share"] for o in ops["hybridlib"]["ops"] if o["op"] in MATMULS), "op_profile": ops,
         "mixing_step_vs_two_plain_steps": mixing,
     })
 
