@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="queries per language in the evaluation (all)")
     ap.add_argument("--layers", type=int, default=None, help="keep only the first k transformer layers (a quick run)")
     ap.add_argument("--out", type=Path, default=None, help="also write the lines to this file")
+    ap.add_argument("--only", default=None, help="run only the checks whose name starts with this")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device here; --device cpu runs the checks on the CPU", file=sys.stderr)
@@ -110,6 +111,7 @@ def main(argv=None) -> int:
     checks = [(f"train {s}", lambda s=s: check_train(profile, pairs, s, args.steps, args.device)) for s in STRATEGIES]
     checks += [("resume", lambda: check_resume(profile, pairs, args.steps, args.device)),
                ("evaluate", lambda: check_evaluate(profile, args.device, args.queries))]
+    checks = [(what, fn) for what, fn in checks if not args.only or what.startswith(args.only)]
     failed = 0
     for what, fn in checks:
         try:

@@ -59,6 +59,7 @@ def st_step(bf16: bool):
     """sentence-transformers' model and loss in a plain loop (no Trainer overhead: its most favourable case):
     a function doing one step on a batch's rows and returning its loss, and the pairs."""
     from sentence_transformers import SentenceTransformer, losses
+    from sentence_transformers.util import batch_to_device
 
     from hybridlib.paths import cache_dir
     train, _ = pairs_and_batches()
@@ -80,9 +81,9 @@ def st_step(bf16: bool):
     def step(rows) -> float:
         b = train.iloc[rows]
         model.max_seq_length = QLEN
-        q = model.tokenize(["query: " + t for t in b["question"]])
+        q = batch_to_device(model.tokenize(["query: " + t for t in b["question"]]), DEVICE)
         model.max_seq_length = PLEN
-        p = model.tokenize(["passage: " + t for t in b["passage"]])
+        p = batch_to_device(model.tokenize(["passage: " + t for t in b["passage"]]), DEVICE)
         with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=bf16):  # what its Trainer does with bf16=True
             loss = loss_fn([q, p], None)
         loss.backward()

@@ -76,8 +76,11 @@ class Collection:
         pos[items] = np.arange(len(items))
         rq, ri = self.qrels["query"].to_numpy(), self.qrels["item"].to_numpy()
         keep = pos[ri] >= 0
-        by_query = pd.Series(pos[ri[keep]]).groupby(rq[keep]).agg(np.array)
-        return [np.sort(by_query.get(q, np.array([], dtype=int))) for q in queries]
+        order = np.argsort(rq[keep], kind="stable")
+        rq, found = rq[keep][order], pos[ri[keep]][order]
+        uniq, starts = np.unique(rq, return_index=True)
+        by_query = dict(zip(uniq.tolist(), np.split(found, starts[1:])))
+        return [np.sort(by_query.get(int(q), np.array([], dtype=int))) for q in queries]
 
     def save(self, directory: str | Path) -> Path:
         d = Path(directory) / self.name
