@@ -37,6 +37,14 @@ def test_encode_order_and_batching_do_not_change_embeddings(small_encoder):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_pad_gives_the_tokenizers_padded_ids_and_mask(small_encoder):
+    ids = small_encoder.tokenize(SENTENCES, "passage", max_length=12)
+    ref = small_encoder.tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+    x, mask = small_encoder.pad(ids)
+    assert max(map(len, ids)) == 12 > min(map(len, ids))  # truncated and padded both
+    assert x.equal(ref["input_ids"]) and mask.equal(ref["attention_mask"])
+
+
 def test_truncated_encoder_has_k_layers(small_encoder):
     assert len(small_encoder.model.encoder.layer) == 2
     assert small_encoder.name.endswith("@2L")

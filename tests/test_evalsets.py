@@ -74,6 +74,15 @@ def test_bad_collections():
         list(tiny([(0, 0)]).views("bilingual"))
 
 
+def test_relevance_lists_positions_into_the_items_sorted_per_query():
+    """Hand-computed: three queries over four items; the view holds items 3, 1, 2 (positions 0, 1, 2)."""
+    c = Collection("hand", pd.DataFrame({"qid": list("abc"), "lang": ["en"] * 3, "text": list("abc"), "group": list("abc")}),
+                   pd.DataFrame({"lang": ["en"] * 4, "text": ["p0", "p1", "p2", "p3"]}),
+                   pd.DataFrame([(2, 2), (0, 3), (0, 1), (2, 0), (0, 2)], columns=["query", "item"]))
+    rel = c.relevance(np.array([0, 1, 2]), np.array([3, 1, 2]))
+    assert [r.tolist() for r in rel] == [[0, 1, 2], [], [2]]  # query 1 has none; item 0 is outside the view
+
+
 def test_save_and_load_round_trip(tmp_path):
     c = tiny([(0, 0), (0, 1)])
     c.save(tmp_path)
