@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU figures in one go (about 6 minutes on an H100 or H200), from the repository root on a CUDA machine:
+# The GPU figures in one go, from the repository root on a CUDA machine:
 # the check of every strategy (results/gpu_check.txt), then encoding and training against sentence-transformers
 # on the same GPU (results/encode_cuda.json, results/train_cuda.json, batch 128).
 #   bash benchmarks/gpu.sh [OUT]     # also copies the results and the log into OUT

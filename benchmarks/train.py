@@ -55,14 +55,13 @@ def hybridlib_run(bf16: bool, chunks: int) -> dict:
             "tokens": trainer.tokens, "peak_rss_gb": peak_rss_gb()}
 
 
-def st_step(bf16: bool):
+def st_step(train, bf16: bool):
     """sentence-transformers' model and loss in a plain loop (no Trainer overhead: its most favourable case):
-    a function doing one step on a batch's rows and returning its loss, and the pairs."""
+    a function doing one step on a batch's rows of ``train`` and returning its loss."""
     from sentence_transformers import SentenceTransformer, losses
     from sentence_transformers.util import batch_to_device
 
     from hybridlib.paths import cache_dir
-    train, _ = pairs_and_batches()
     model = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE)
     model[0].auto_model.embeddings.word_embeddings.weight.requires_grad_(False)
     for m in model.modules():
@@ -96,7 +95,8 @@ def st_step(bf16: bool):
 
 
 def st_run(bf16: bool) -> dict:
-    step, (_, batches) = st_step(bf16), pairs_and_batches()
+    train, batches = pairs_and_batches()
+    step = st_step(train, bf16)
     out, seconds = [], []
     for rows in batches:
         start = time.perf_counter()
@@ -149,7 +149,7 @@ def op_profile() -> dict:
     trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=gpu), "ml", 0, tempfile.mkdtemp(),
                       progress=False)
     out = {}
-    for name, step in {"hybridlib": trainer.update, "sentence_transformers": st_step(gpu)}.items():
+    for name, step in {"hybridlib": trainer.update, "sentence_transformers": st_step(train, gpu)}.items():
         step(batches[0])  # warm-up
         sync()
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
