@@ -76,6 +76,10 @@ def command(args) -> int:
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")
     if args.dry_run:
+        from .pipeline import progress
+        grid = progress(profile, args.runs_dir)
+        print(f"\n{grid.to_string()}\n{(grid == 'done').to_numpy().sum()} of {(grid != '').to_numpy().sum()} "
+              "runs done (trained and evaluated)")
         print(estimate(profile, args.runs_dir, [n for n, s in status.items() if s.startswith("would run")]))
     failed = [n for n, s in status.items() if s.startswith("failed")]
     if failed:

@@ -183,6 +183,26 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
     return status
 
 
+def progress(profile: str | Profile, runs_dir=None) -> "pd.DataFrame":
+    """Where a study stands: one row per strategy (profile order), one column per seed; a cell is 'done'
+    (trained and evaluated), 'trained' (evaluation to run) or '-' (to run). Untrained baselines are
+    evaluated once, under the first seed, and their other cells are empty."""
+    import pandas as pd
+    profile, _, todo = prepare(profile, runs_dir)
+    reasons, _ = plan(todo)
+    cells: dict[tuple[str, int], str] = {}
+    for t in todo:
+        if "STRATEGY" in t.parameters:
+            key, done = (t.parameters["STRATEGY"], t.parameters["SEED"]), reasons[t.name] is None
+            if t.notebook == "02_train.ipynb":
+                cells[key] = "trained" if done else "-"
+            elif done or key not in cells:
+                cells[key] = "done" if done else "-"
+    return pd.DataFrame([[cells.get((str(s), seed), "") for seed in profile.seeds] for s in profile.strategy_list],
+                        index=[str(s) for s in profile.strategy_list],
+                        columns=[f"seed {seed}" for seed in profile.seeds]).rename_axis("strategy")
+
+
 def estimate(profile, runs_dir, names: list[str], reference: Path | None = None) -> str:
     """One line: how many of the profile's tasks would run and about how long they take, scaled from the
     notebook times measured in ``reference``: by default the profile's own finished runs (this machine's

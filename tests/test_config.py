@@ -275,3 +275,4 @@ def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "02_train.ipynb -> pcgrad-budget2-s4" in out and "03_evaluate.ipynb -> zero-shot-s1" not in out
     assert re.search(r"286 task\(s\) would run, 140 of them training; about [\d.]+ hours", out)
+    assert "0 of 142 runs done (trained and evaluated)" in out

@@ -375,3 +375,23 @@ def test_a_slice_selects_runs_by_seed_and_strategy_and_keeps_the_profile_whole(t
                             "02_train.ipynb -> hybrid-0.5-s0", "03_evaluate.ipynb -> hybrid-0.5-s0"]
     with pytest.raises(ConfigError, match=r"--seeds/--strategies: mgda\(budget=2\), 7 not in profile smoke"):
         run("smoke", tmp_path, dry_run=True, seeds=[7], strategies=["mgda(budget=2)"])
+
+
+def test_progress_shows_each_run_as_done_trained_or_to_run(runs):
+    from hybridlib.pipeline import progress
+    grid = progress("smoke", runs)
+    assert list(grid.columns) == ["seed 0"] and (grid["seed 0"] == "done").all()
+    manifest = runs / "smoke" / "xx-s0" / ".03_evaluate.json"
+    os.replace(manifest, manifest.with_suffix(".bak"))
+    try:
+        assert progress("smoke", runs).loc["xx", "seed 0"] == "trained"
+    finally:
+        os.replace(manifest.with_suffix(".bak"), manifest)
+
+
+def test_progress_of_a_study_not_started(tmp_path):
+    from hybridlib.pipeline import progress
+    empty = progress("study", tmp_path)  # nothing run; the untrained baselines are evaluated under seed 0 only
+    assert list(empty.columns) == [f"seed {s}" for s in range(5)] and len(empty) == 30
+    assert empty.loc["zero-shot"].tolist() == ["-", "", "", "", ""]
+    assert (empty.loc["pcgrad(budget=2)"] == "-").all()
