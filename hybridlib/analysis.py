@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .data import MLQA_LANGS
-from .strategy import Strategy, sort
+from .strategy import RUN_OPTIONS, Strategy, sort
 
 
 def order(strategies) -> list[str]:
@@ -16,17 +16,20 @@ def order(strategies) -> list[str]:
     return sort(set(strategies))
 
 
-def alpha_sweep(results: pd.DataFrame, collection: str = "xquad-r", metric: str = "map") -> pd.DataFrame:
-    """Headline values of the batch-sampling strategies along alpha, the share of monolingual batches:
-    ``xy`` is alpha = 0, ``hybrid(alpha)``, ``xx`` is alpha = 1. Columns: strategy, alpha, setting, value,
-    lo, hi (means over seeds)."""
+def alpha_sweep(intervals: pd.DataFrame, figures=("XQuAD-R mono mAP", "XQuAD-R cross mAP", "XQuAD-R multi mAP")
+                ) -> pd.DataFrame:
+    """The batch-sampling strategies of the profile's own regime along alpha, the share of monolingual
+    batches: ``xy`` is alpha = 0, ``hybrid(alpha)``, ``xx`` is alpha = 1. From
+    :func:`~hybridlib.compare.seed_intervals`' table; columns strategy, alpha, figure, mean, lo, hi."""
     def alpha(s):
         s = Strategy.parse(s)
+        if any(k in RUN_OPTIONS for k, _ in s.options):
+            return np.nan  # another budget, learning rate or embedding regime: not on this curve
         return {"xy": 0.0, "xx": 1.0}.get(s.name, s.alpha if s.name == "hybrid" else np.nan)
-    d = results[(results.collection == collection) & (results.metric == metric) & (results.qlang == "all")]
+    d = intervals[intervals.figure.isin(figures)]
     d = d.assign(alpha=d["strategy"].map(alpha)).dropna(subset=["alpha"])
-    return (d.groupby(["strategy", "alpha", "setting"], as_index=False)[["value", "lo", "hi"]].mean()
-            .sort_values(["setting", "alpha"], ignore_index=True))
+    d = d.assign(figure=pd.Categorical(d["figure"], categories=list(figures)))  # in the order asked for
+    return d[["strategy", "alpha", "figure", "mean", "lo", "hi"]].sort_values(["figure", "alpha"], ignore_index=True)
 
 
 def gold_rank_drop(per_query: pd.DataFrame, collection: str = "tydi") -> pd.DataFrame:
@@ -111,11 +114,13 @@ def short_label(figure: str) -> str:
 
 
 def number(figure: str, v: float, signed: bool = False) -> str:
+    """A figure's value as the tables show it: rank distance whole, the others to three decimals without the
+    leading zero; ``signed``: with its sign, none where it rounds to zero ('.000', not '-.000')."""
     if pd.isna(v):
         return "-"
-    text = f"{v:+.0f}" if signed and "rank distance" in figure else f"{v:.0f}" if "rank distance" in figure \
-        else f"{v:+.3f}" if signed else f"{v:.3f}"
-    return text.replace("0.", ".", 1)
+    digits = 0 if "rank distance" in figure else 3
+    v = v if round(v, digits) != 0 else 0.0
+    return f"{v:{'+' if signed and v else ''}.{digits}f}".replace("0.", ".", 1)
 
 
 def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:
@@ -131,35 +136,45 @@ def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:
     return pd.DataFrame(out, index=table.index)
 
 
-def verdict_grid(verdicts: pd.DataFrame, base: str, others: list[str], figures) -> pd.DataFrame:
-    """Other strategy x (collection, figure): the verdict's mark (none when inconclusive) and the difference
-    ``base`` minus it, e.g. '+ +.012' (:func:`~hybridlib.compare.verdicts`' table)."""
+def comparison(a: str, b: str) -> str:
+    """A comparison's row label, without the run options its question already names."""
+    from .compare import plain
+    return f"{plain(a)} vs {plain(b)}"
+
+
+def verdict_grid(verdicts: pd.DataFrame, figures) -> pd.DataFrame:
+    """(question, comparison) x (collection, figure), in the order of :func:`~hybridlib.compare.verdicts`'
+    table: the verdict's mark (none when inconclusive) and the difference a - b, e.g. '+ +.012'."""
     cells = verdicts.assign(cell=[f"{VERDICT_MARKS[r.verdict]} {number(r.figure, r.diff, signed=True)}".strip()
-                                  for r in verdicts.itertuples()])
-    grid = cells.pivot(index="b", columns="figure", values="cell").reindex(index=others, columns=list(figures))
+                                  for r in verdicts.itertuples()],
+                            comparison=[comparison(a, b) for a, b in zip(verdicts.a, verdicts.b)])
+    rows = pd.MultiIndex.from_tuples(list(dict.fromkeys(zip(cells.question, cells.comparison))),
+                                     names=["question", "comparison"])
+    grid = cells.pivot(index=["question", "comparison"], columns="figure", values="cell").reindex(
+        index=rows, columns=list(figures))
     grid.columns = pd.MultiIndex.from_tuples([tuple(short_label(f).split(" ", 1)) for f in grid.columns])
-    return grid.rename_axis(index=f"{base} vs").fillna("")
+    return grid.fillna("")
 
 
-def describe(verdicts: pd.DataFrame, table: pd.DataFrame, front: list[str], claims: pd.DataFrame, hybrid: str,
-             figures=("XQuAD-R mono mAP", "XQuAD-R cross mAP", "XQuAD-R multi mAP", "TyDi mono MRR@10")) -> str:
-    """The answer in brief, as Markdown bullets: for each figure, ``hybrid``'s value and the strategies it is
-    better than, worse than, equivalent to, or inconclusive against (:func:`~hybridlib.compare.verdicts`); the Pareto
-    front; the paper's claims."""
+def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> str:
+    """The answer in brief, as Markdown bullets: per question of :func:`~hybridlib.compare.verdicts`' table,
+    how many comparisons are equivalent and inconclusive, and each comparison's better and worse figures
+    with the difference; the Pareto front; the paper's claims."""
     if verdicts.empty:
         return "This profile has no comparison of the hybrid strategy."
-    words = {"better": "better than", "worse": "worse than", "equivalent": "equivalent to",
-             "inconclusive": "inconclusive against"}
     lines = []
-    for label in figures:
-        v = verdicts[verdicts.figure == label]
-        if v.empty:
-            continue
-        parts = [f"{words[w]} {', '.join(v[v.verdict == w].b)}" for w in words if (v.verdict == w).any()]
-        lines.append(f"- **{label}**: {hybrid} {number(label, table.loc[hybrid, (label, 'value')])}; "
-                     f"{'; '.join(parts)}.")
+    for question, v in verdicts.groupby("question", sort=False):
+        counts = [f"{n} {word}" for word in ("equivalent", "inconclusive") if (n := int((v.verdict == word).sum()))]
+        found = []
+        for (a, b), c in v.groupby(["a", "b"], sort=False):
+            words = [f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
+                                               for r in c[c.verdict == word].itertuples())
+                     for word in ("better", "worse") if (c.verdict == word).any()]
+            found += [f"{comparison(a, b)} {', '.join(words)}"] if words else []
+        lines.append(f"- **{question}** ({len(v)} comparisons{', ' if counts else ''}{', '.join(counts)})"
+                     f"{': ' + '; '.join(found) if found else ''}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
     tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
-    lines.append(f"- **Paper claims**: {int((tested.verdict == 'supported').sum())} of {len(tested)} tested claims "
-                 "supported at the 5% level after Holm correction.")
+    lines.append(f"- **Paper claims**: of {len(tested)} tested, "
+                 f"{', '.join(f'{n} {w}' for w, n in tested.verdict.value_counts().items())}.")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Comparing strategies: collect a profile's runs, headline table, paired tests, Pareto front, claims."""
+"""Comparing strategies: collect a profile's runs, the study's comparisons and their four-way verdicts, the
+Pareto front, the paper's claims."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,10 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .stats import bootstrap_sums, group_draws, holm, paired_randomization, seed_test, verdict4
-from .strategy import Strategy
-
-KEY = ["collection", "setting", "qlang", "plang", "query"]
+from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
+from .strategy import RUN_OPTIONS, Strategy
 
 
 def collect(profile_dir: str | Path, name: str) -> pd.DataFrame:
@@ -28,12 +27,6 @@ def collect(profile_dir: str | Path, name: str) -> pd.DataFrame:
     if not frames:
         raise FileNotFoundError(f"{profile_dir}: no run has {name} yet")
     return pd.concat(frames, ignore_index=True)
-
-
-def macro_weights(d: pd.DataFrame) -> np.ndarray:
-    """Per-row weights that turn a weighted mean into the macro-average over (qlang, plang) views."""
-    views = d.groupby(["qlang", "plang"], sort=False)["query"].transform("size").to_numpy()
-    return 1.0 / (d.groupby(["qlang", "plang"], sort=False).ngroups * views)
 
 
 def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
@@ -76,55 +69,11 @@ def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple
     return pd.DataFrame(rows, columns=["run", "values", "max_abs_diff", "max_rel_diff_headline", "worst"]), problems
 
 
-def headline(results: pd.DataFrame, rows: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
-    """Strategy x named figure (collection, setting, metric), macro-averaged, with interval, as 'value [lo, hi]'
-    strings and a numeric table (mean over seeds)."""
-    out = {}
-    for label, (coll, setting, metric) in rows.items():
-        sel = results[(results.collection == coll) & (results.setting == setting) & (results.metric == metric)
-                      & (results.qlang == "all")]
-        out[label] = sel.groupby("strategy")[["value", "lo", "hi"]].mean()
-    return pd.concat(out, axis=1)
-
-
-def paired(per_query: pd.DataFrame, a: str, b: str, collection: str, setting: str, metric: str,
-           n_perm: int = 5000) -> dict:
-    """Macro-averaged difference a - b on the same queries (per-query values averaged over seeds first)
-    and its randomization-test p-value; question groups are the resampling unit."""
-    d = per_query[(per_query.collection == collection) & (per_query.setting == setting)]
-    if metric not in d:
-        raise KeyError(f"metric {metric!r} not in the per-query table of {collection}/{setting}")
-    means = d.groupby(["strategy", *KEY], sort=False).agg(value=(metric, "mean"), group=("group", "first")).reset_index()
-    left = means[means.strategy == a].drop(columns="strategy")
-    right = means[means.strategy == b].drop(columns="strategy")
-    both = left.merge(right, on=[*KEY, "group"], suffixes=("_a", "_b")).dropna()
-    if both.empty:
-        raise ValueError(f"no shared queries between {a!r} and {b!r} on {collection}/{setting}")
-    diff, p = paired_randomization(both["value_a"], both["value_b"], both["group"], macro_weights(both), n_perm)
-    return {"a": a, "b": b, "collection": collection, "setting": setting, "metric": metric, "diff": diff, "p": p,
-            "queries": len(both)}
-
-
-def significance(per_query: pd.DataFrame, base: str, others: list[str], figures: dict[str, tuple[str, str, str]]) -> pd.DataFrame:
-    """``base`` against each of ``others`` on every figure; Holm correction over the whole family."""
-    rows = [{"figure": label, **paired(per_query, base, o, *fig)} for label, fig in figures.items() for o in others]
-    table = pd.DataFrame(rows)
-    table["p_holm"] = holm(table["p"])
-    return table
-
-
 def pareto(points: pd.DataFrame, x: str, y: str) -> pd.Series:
     """True for the points no other point beats on both ``x`` and ``y`` (higher is better)."""
     xs, ys = points[x].to_numpy(), points[y].to_numpy()
     dominated = [((xs >= xs[i]) & (ys >= ys[i]) & ((xs > xs[i]) | (ys > ys[i]))).any() for i in range(len(points))]
     return pd.Series(~np.array(dominated), index=points.index)
-
-
-def verdict(diff: float, p_holm: float, direction: int, alpha: float = 0.05) -> str:
-    """'supported' when the difference has the claimed sign and the corrected test rejects equality."""
-    if p_holm < alpha:
-        return "supported" if np.sign(diff) == direction else "contradicted"
-    return "not supported (no significant difference)"
 
 
 def study_sums(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> dict[str, dict]:
@@ -156,36 +105,99 @@ def figure_sums(per_query: pd.DataFrame, collection: str, setting: str, metric: 
     return out
 
 
-def verdicts(per_query: pd.DataFrame, base: str, others: list[str], figures: dict[str, tuple[str, str, str]],
-             margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
-    """``base`` against each of ``others`` on every figure, paired by seed and question: the mean difference
-    over seeds with its hierarchical-bootstrap 95% interval, Holm over the whole family, the TOST of
-    equivalence within the figure's margin (``margins`` by metric), and the four-way verdict. A strategy
-    evaluated once (zero-shot) is paired with every seed of ``base``. ``sums``: :func:`study_sums` of the
-    figures when the caller has them already."""
-    sums_by_figure = sums or study_sums(per_query, figures)
+QUESTIONS = {  # what each kind of comparison asks, in display order
+    "matched": "vs matched sum(alpha)",
+    "pairs": "vs mixing, equal pairs",
+    "steps": "vs mixing, equal steps",
+    "samplers": "vs X-X and X-Y",
+    "control": "positive control: X-X vs X-Y",
+}
+
+
+def regime(strategy) -> dict[str, float]:
+    """How a run is trained beyond its strategy: budget (1 when not given), learning rate, frozen embeddings."""
+    return {"budget": 1.0, **{k: v for k, v in Strategy.parse(strategy).options if k in RUN_OPTIONS}}
+
+
+def plain(strategy) -> str:
+    """The strategy without its run options: 'pcgrad(lr=2e-05)' -> 'pcgrad' (tables name the regime once)."""
+    s = Strategy.parse(strategy)
+    return str(Strategy(s.name, s.alpha, tuple((k, v) for k, v in s.options if k not in RUN_OPTIONS)))
+
+
+def design(strategies) -> pd.DataFrame:
+    """The comparisons the study answers with, among ``strategies``: one row per (question, a, b).
+
+    - every ``hybrid(alpha)`` against the mixing method that weighs the two gradients as it weighs the two
+      kinds of batch: ``sum(alpha)`` ("matched"), and for alpha = 0.5 every plain mixing method, at equal
+      pairs (same run options) and at equal optimizer steps (the mixing arm at twice the hybrid's budget);
+    - every ``hybrid(alpha)`` against ``xx`` and ``xy`` trained the same way;
+    - the positive control: ``xx`` against ``xy`` in every regime that has both.
+
+    The ``question`` names the regime where it is not the profile's own, e.g. 'vs X-X and X-Y (budget=4.1)'."""
+    parsed = [Strategy.parse(s) for s in dict.fromkeys(strategies)]
+    trained = [s for s in parsed if s.trains]
+
+    def where(s) -> str:
+        r = {k: v for k, v in regime(s).items() if (k, v) != ("budget", 1.0)}
+        return f" ({', '.join(f'{k}={v:g}' for k, v in r.items())})" if r else ""
+
     rows = []
-    for label, (coll, setting, metric) in figures.items():
-        sums = sums_by_figure[label]
-        if base not in sums:
-            raise ValueError(f"{base!r} has no {coll}/{setting} {metric} values")
-        seeds_a, sa, wa = sums[base]
-        draws = group_draws(len(sa), n_boot)
-        for other in others:
-            if other not in sums:
-                raise ValueError(f"{other!r} has no {coll}/{setting} {metric} values")
-            seeds_b, sb, wb = sums[other]
-            if len(seeds_b) == 1 and not Strategy.parse(other).trains:
+    for h in (s for s in trained if s.name == "hybrid"):
+        r = regime(h)
+        for o in trained:
+            weight = o.alpha if o.alpha is not None else 0.5  # a plain method weighs both objectives alike
+            if o.mixing and weight == h.alpha:
+                if regime(o) == r:
+                    rows.append(("matched" if o.alpha is not None else "pairs", h, o, where(h)))
+                elif regime(o) == {**r, "budget": 2 * r["budget"]}:
+                    rows.append(("steps", h, o, where(h)))
+            elif o.name in ("xx", "xy") and regime(o) == r:
+                rows.append(("samplers", h, o, where(h)))
+    for x in (s for s in trained if s.name == "xx"):
+        rows += [("control", x, y, where(x)) for y in trained if y.name == "xy" and regime(y) == regime(x)]
+    regimes, kinds = list(dict.fromkeys(["", *map(where, parsed)])), list(QUESTIONS)  # in the profile's order
+    rows.sort(key=lambda r: (regimes.index(r[3]), kinds.index(r[0]), r[1].order, r[2].order))
+    return pd.DataFrame([{"question": QUESTIONS[k] + w, "a": str(a), "b": str(b)} for k, a, b, w in rows],
+                        columns=["question", "a", "b"])
+
+
+def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, str]], margins: dict[str, float],
+             n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
+    """Each comparison of ``pairs`` (a :func:`design` table, or (a, b) tuples) on every figure, or on its own
+    ``figure`` where ``pairs`` has that column: the difference a - b averaged over seeds, paired by seed and
+    question, with its hierarchical-bootstrap 95% interval; Holm within each ``question`` (over the whole
+    table without one); the TOST of equivalence within the figure's margin (``margins`` by metric); and the
+    four-way verdict. A strategy evaluated once (zero-shot) is paired with every seed of the other.
+    ``sums``: :func:`study_sums` of the figures when the caller has them already."""
+    pairs = pairs if isinstance(pairs, pd.DataFrame) else pd.DataFrame(list(pairs), columns=["a", "b"])
+    needed = dict.fromkeys(pairs["figure"]) if "figure" in pairs else figures
+    sums_by_figure = sums or study_sums(per_query, {label: figures[label] for label in needed})
+    draws, rows = {}, []
+    for pair in pairs.to_dict("records"):
+        for label in [pair["figure"]] if "figure" in pair else figures:
+            coll, setting, metric = figures[label]
+            sums = sums_by_figure[label]
+            for s in (pair["a"], pair["b"]):
+                if s not in sums:
+                    raise ValueError(f"{s!r} has no {coll}/{setting} {metric} values")
+            (seeds_a, sa, wa), (seeds_b, sb, wb) = sums[pair["a"]], sums[pair["b"]]
+            if len(seeds_b) == 1 and not Strategy.parse(pair["b"]).trains:
                 sb, wb, seeds_b = np.repeat(sb, len(seeds_a), 1), np.repeat(wb, len(seeds_a), 1), seeds_a
             shared = np.intersect1d(seeds_a, seeds_b)
             ia, ib = np.searchsorted(seeds_a, shared), np.searchsorted(seeds_b, shared)
             if not len(shared) or not np.allclose(wa[:, ia], wb[:, ib]):
-                raise ValueError(f"{base!r} and {other!r} were not scored on the same queries of {coll}/{setting}")
-            r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric], draws=draws)
-            rows.append({"figure": label, "a": base, "b": other, **r})
+                raise ValueError(f"{pair['a']!r} and {pair['b']!r} were not scored on the same queries of "
+                                 f"{coll}/{setting}")
+            d = draws.setdefault(label, group_draws(len(sa), n_boot))  # shared by the comparisons of a figure
+            r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric], draws=d)
+            rows.append({**pair, "figure": label, **r})
     table = pd.DataFrame(rows)
-    table["p_holm"] = holm(table["p"])
-    table["verdict"] = [verdict4(r.diff, r.p_holm, r.equivalent, FIGURES.get(r.figure, ("", "", ""))[2] not in LOWER_IS_BETTER)
+    if table.empty:
+        return table
+    family = table["question"] if "question" in table else pd.Series(0, index=table.index)
+    table["p_holm"] = table.groupby(family, sort=False)["p"].transform(lambda p: holm(p))
+    table["verdict"] = [verdict4(r.diff, r.p_holm, r.equivalent, figures[r.figure][2] not in LOWER_IS_BETTER)
                         for r in table.itertuples()]
     return table
 
@@ -220,21 +232,20 @@ FIGURES = {  # label -> (collection, setting, metric)
 }
 LOWER_IS_BETTER = {"rank_distance"}
 
-# The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons:
-# (claim, strategy a, strategy b, figure, +1 when the claim says a is better than b).
-# (claim, strategy a, strategy b, figure, +1 when the claim says a is better than b, the paper's own
-# difference a - b for XLM-R: its Table of XQuAD-R / MLQA-R results, see DESIGN.md; None where it has none).
+# The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons, each
+# saying that a is better than b: (claim, strategy a, strategy b, figure, the paper's own difference a - b for
+# XLM-R: its Table of XQuAD-R / MLQA-R results, see DESIGN.md; None where it has none).
 CLAIMS = [
-    ("Hybrid batches improve cross-lingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R cross mAP", 1, 0.031),
-    ("Hybrid batches improve multilingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R multi mAP", 1, 0.046),
-    ("Hybrid batches improve monolingual retrieval over X-Y training", "hybrid(0.5)", "xy", "XQuAD-R mono mAP", 1, 0.043),
-    ("Hybrid batches improve multilingual retrieval over X-Y training", "hybrid(0.5)", "xy", "XQuAD-R multi mAP", 1, 0.000),
-    ("Hybrid batches reduce language bias (rank distance) against X-X", "hybrid(0.5)", "xx", "XQuAD-R rank distance", 1, -123),
-    ("Hybrid batches reduce language bias (rank distance) against X-Y", "hybrid(0.5)", "xy", "XQuAD-R rank distance", 1, -8),
-    ("On MLQA-R too, hybrid improves cross-lingual retrieval over X-X", "hybrid(0.5)", "xx", "MLQA-R cross mAP", 1, 0.039),
-    ("On MLQA-R too, hybrid improves monolingual retrieval over X-Y", "hybrid(0.5)", "xy", "MLQA-R mono mAP", 1, 0.022),
+    ("Hybrid batches improve cross-lingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R cross mAP", 0.031),
+    ("Hybrid batches improve multilingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R multi mAP", 0.046),
+    ("Hybrid batches improve monolingual retrieval over X-Y training", "hybrid(0.5)", "xy", "XQuAD-R mono mAP", 0.043),
+    ("Hybrid batches improve multilingual retrieval over X-Y training", "hybrid(0.5)", "xy", "XQuAD-R multi mAP", 0.000),
+    ("Hybrid batches reduce language bias (rank distance) against X-X", "hybrid(0.5)", "xx", "XQuAD-R rank distance", -123),
+    ("Hybrid batches reduce language bias (rank distance) against X-Y", "hybrid(0.5)", "xy", "XQuAD-R rank distance", -8),
+    ("On MLQA-R too, hybrid improves cross-lingual retrieval over X-X", "hybrid(0.5)", "xx", "MLQA-R cross mAP", 0.039),
+    ("On MLQA-R too, hybrid improves monolingual retrieval over X-Y", "hybrid(0.5)", "xy", "MLQA-R mono mAP", 0.022),
     ("Hybrid training improves monolingual retrieval on unseen data over the initial model (TyDi here, MIRACL in the paper)",
-     "hybrid(0.5)", "zero-shot", "TyDi mono MRR@10", 1, None),
+     "hybrid(0.5)", "zero-shot", "TyDi mono MRR@10", None),
 ]
 NOT_TESTABLE = [
     ("The gains hold for XLM-R and LaBSE initialisations",
@@ -244,30 +255,30 @@ NOT_TESTABLE = [
 ]
 
 
-def claims(per_query: pd.DataFrame, alpha: float = 0.05, n_perm: int = 5000) -> pd.DataFrame:
-    """Each testable claim with the measured difference, Holm-corrected p-value and verdict; untestable
-    claims with the reason. A claim is 'supported' only when the corrected test says so."""
+def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
+    """Each testable claim with the paper's own difference, the measured one (mean over seeds, 95% interval)
+    and its verdict: 'supported' when the four-way verdict says a is better than b (Holm over the claims),
+    'contradicted' when worse, 'not supported (equivalent)', or 'inconclusive'; the untestable ones with the
+    reason."""
     present = set(per_query["strategy"])
+    words = {"better": "supported", "worse": "contradicted", "equivalent": "not supported (equivalent)",
+             "inconclusive": "inconclusive"}
     rows = []
-    for claim, a, b, label, direction, paper in CLAIMS:
+    for claim, a, b, label, paper in CLAIMS:
         delta = "-" if paper is None else f"{paper:+.0f}" if FIGURES[label][2] in LOWER_IS_BETTER else f"{paper:+.3f}"
-        if not {a, b} <= present:
-            rows.append({"claim": claim, "evidence": f"{a} vs {b}: not run in this profile", "verdict": "not run",
-                         "paper (XLM-R)": delta})
-            continue
-        coll, setting, metric = FIGURES[label]
-        r = paired(per_query, a, b, coll, setting, metric, n_perm)
-        sign = -1 if metric in LOWER_IS_BETTER else 1
-        rows.append({"claim": claim, "a": a, "b": b, "figure": label, "diff": r["diff"], "p": r["p"],
-                     "direction": direction * sign, "paper (XLM-R)": delta})
+        rows.append({"claim": claim, "a": a, "b": b, "figure": label, "paper (XLM-R)": delta, "run": {a, b} <= present})
     table = pd.DataFrame(rows)
-    tested = table["p"].notna() if "p" in table else pd.Series(False, index=table.index)
-    if tested.any():
-        table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"])
-        table.loc[tested, "verdict"] = [verdict(d, p, s, alpha) for d, p, s in
-                                        table.loc[tested, ["diff", "p_holm", "direction"]].itertuples(index=False)]
-        table.loc[tested, "evidence"] = [f"{a} - {b} on {f}: {d:+.4f} (Holm p = {p:.3g})" for a, b, f, d, p in
-                                         table.loc[tested, ["a", "b", "figure", "diff", "p_holm"]].itertuples(index=False)]
+    tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], FIGURES, margins, n_boot, sums)
+    if len(tested):
+        table = table.merge(tested[["a", "b", "figure", "diff", "lo", "hi", "seeds", "p_holm", "verdict"]],
+                            on=["a", "b", "figure"], how="left")
+        fmt = lambda f, v: f"{v:+.0f}" if FIGURES[f][2] in LOWER_IS_BETTER else f"{v:+.3f}"  # noqa: E731
+        table.loc[table.run, "evidence"] = [
+            f"{r.a} - {r.b} on {r.figure}: {fmt(r.figure, r.diff)} [{fmt(r.figure, r.lo)}, {fmt(r.figure, r.hi)}], "
+            f"{r.seeds} seed(s), Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
+        table.loc[table.run, "verdict"] = table.loc[table.run, "verdict"].map(words)
+    table.loc[~table.run, "verdict"] = "not run"
+    table.loc[~table.run, "evidence"] = [f"{r.a} vs {r.b}: not run in this profile" for r in table[~table.run].itertuples()]
     untestable = pd.DataFrame([{"claim": c, "verdict": "not testable offline", "evidence": why, "paper (XLM-R)": "-"}
                                for c, why in NOT_TESTABLE])
     return pd.concat([table, untestable], ignore_index=True)[["claim", "paper (XLM-R)", "verdict", "evidence"]]

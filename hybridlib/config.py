@@ -250,10 +250,8 @@ def _seed(name, v):
         raise ConfigError(f"parameter {name}={v!r}: expected an integer >= 0")
 
 
-def _strategy(name, v, family=None):
-    s = Strategy.parse(v)
-    if family and s.name != family:
-        raise ConfigError(f"parameter {name}={v!r}: expected {family}(alpha), e.g. {family}(0.5)")
+def _strategy(name, v):
+    Strategy.parse(v)
 
 
 def _output(name, v):
@@ -274,7 +272,7 @@ def _profile(name, v):
 
 
 CHECKS = {  # notebook parameter -> its check
-    "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy, "HYBRID": lambda n, v: _strategy(n, v, "hybrid"),
+    "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy,
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
     "DATA_OUT": _data_out,
     "PROFILE_DIR": _directory, "BENCHMARKS": _output,

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -21,6 +22,9 @@ from .paths import (CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, 
                     locked)
 from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
 from .strategy import Strategy
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 PipelineLocked = Locked
@@ -183,7 +187,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
     return status
 
 
-def progress(profile: str | Profile, runs_dir=None) -> "pd.DataFrame":
+def progress(profile: str | Profile, runs_dir=None) -> pd.DataFrame:
     """Where a study stands: one row per strategy (profile order), one column per seed; a cell is 'done'
     (trained and evaluated), 'trained' (evaluation to run) or '-' (to run). Untrained baselines are
     evaluated once, under the first seed, and their other cells are empty."""

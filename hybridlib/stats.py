@@ -29,24 +29,6 @@ def bootstrap_ci(values, groups=None, weights=None, n_boot: int = 2000, level: f
     return float(sums.sum() / counts.sum()), float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def paired_randomization(a, b, groups=None, weights=None, n_perm: int = 10000, seed: int = 0) -> tuple[float, float]:
-    """(Weighted) mean difference a - b over the same queries and its two-sided p-value under a sign-flip
-    randomization test on the per-group differences (the null: which system produced a group's scores
-    is exchangeable)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired test needs the same queries: {a.shape} vs {b.shape}")
-    groups = np.arange(len(a)) if groups is None else np.asarray(groups)
-    weights = np.ones(len(a)) if weights is None else np.asarray(weights, dtype=float)
-    diff_sums, counts = _group_sums((a - b) * weights, groups, weights)
-    observed = diff_sums.sum() / counts.sum()
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(n_perm, len(diff_sums)))
-    null = (signs @ diff_sums) / counts.sum()
-    p = (1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (n_perm + 1)
-    return float(observed), float(p)
-
-
 def holm(pvalues) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (same order as given)."""
     p = np.asarray(pvalues, dtype=float)

@@ -11,20 +11,16 @@ from hybridlib import analysis
 from hybridlib.losses import info_nce
 
 
-def results_rows():
-    rows = []
-    for strategy, mono in (("xy", 0.70), ("hybrid(0.25)", 0.72), ("hybrid(0.75)", 0.75), ("xx", 0.77), ("pcgrad", 0.73)):
-        for seed in (0, 1):
-            rows.append({"strategy": strategy, "seed": seed, "collection": "xquad-r", "setting": "mono", "qlang": "all",
-                         "plang": "all", "metric": "map", "value": mono + 0.01 * seed, "lo": mono - 0.02, "hi": mono + 0.02})
-    return pd.DataFrame(rows)
-
-
-def test_alpha_sweep_places_xy_at_zero_and_xx_at_one_and_averages_seeds():
-    sweep = analysis.alpha_sweep(results_rows())
-    assert sweep["strategy"].tolist() == ["xy", "hybrid(0.25)", "hybrid(0.75)", "xx"]  # pcgrad has no alpha
+def test_alpha_sweep_places_xy_at_zero_and_xx_at_one_in_the_profiles_own_regime():
+    rows = [("xy", 0.70), ("hybrid(0.25)", 0.72), ("hybrid(0.75)", 0.75), ("xx", 0.77), ("pcgrad", 0.73),
+            ("xx(budget=4.1)", 0.79), ("hybrid(0.5, lr=2e-05)", 0.74)]
+    intervals = pd.DataFrame([{"strategy": s, "figure": f, "mean": v, "lo": v - 0.02, "hi": v + 0.02}
+                              for s, v in rows for f in ("XQuAD-R mono mAP", "TyDi mono MRR@10")])
+    sweep = analysis.alpha_sweep(intervals)  # pcgrad has no alpha; the budget and lr arms are other regimes
+    assert sweep["strategy"].tolist() == ["xy", "hybrid(0.25)", "hybrid(0.75)", "xx"]
     assert sweep["alpha"].tolist() == [0.0, 0.25, 0.75, 1.0]
-    assert sweep["value"].tolist() == pytest.approx([0.705, 0.725, 0.755, 0.775])
+    assert sweep["mean"].tolist() == pytest.approx([0.70, 0.72, 0.75, 0.77])
+    assert set(sweep["figure"]) == {"XQuAD-R mono mAP"}
 
 
 def per_query_tydi():
@@ -78,15 +74,21 @@ def test_notebook_durations_read_papermill_metadata(tmp_path):
         analysis.notebook_durations(tmp_path)
 
 
-def test_describe_names_each_group_once_and_never_says_none():
-    v = pd.DataFrame({"figure": ["XQuAD-R mono mAP"] * 4, "b": ["sum", "pcgrad", "mgda", "xx"],
-                      "diff": [0.01, -0.01, 0.0, 0.002], "verdict": ["better", "worse", "equivalent", "inconclusive"]})
-    table = pd.DataFrame({("XQuAD-R mono mAP", "value"): [0.761]}, index=["hybrid(0.5)"])
-    claims = pd.DataFrame({"verdict": ["supported", "not supported (no significant difference)", "not run"]})
-    text = analysis.describe(v, table, ["xx", "hybrid(0.25)"], claims, "hybrid(0.5)")
-    assert "- **XQuAD-R mono mAP**: hybrid(0.5) .761; better than sum; worse than pcgrad; equivalent to mgda; " \
-           "inconclusive against xx." in text
-    assert "none" not in text and "1 of 2 tested claims" in text
+def test_describe_names_better_and_worse_by_comparison_and_counts_the_rest():
+    v = pd.DataFrame({"question": ["vs mixing, equal pairs"] * 4 + ["vs X-X and X-Y (frozen=0)"] * 2,
+                      "figure": ["XQuAD-R mono mAP"] * 4 + ["XQuAD-R rank distance", "TyDi mono MRR@10"],
+                      "a": ["hybrid(0.5)"] * 4 + ["hybrid(0.5, frozen=0)"] * 2,
+                      "b": ["sum", "pcgrad", "mgda", "cagrad", "xx(frozen=0)", "xx(frozen=0)"],
+                      "diff": [0.01, -0.01, 0.0, 0.002, -20.4, 0.0],
+                      "verdict": ["better", "worse", "equivalent", "inconclusive", "better", "inconclusive"]})
+    claims = pd.DataFrame({"verdict": ["supported", "inconclusive", "inconclusive", "not run"]})
+    text = analysis.describe(v, ["xx", "hybrid(0.25)"], claims).splitlines()
+    assert text[0] == ("- **vs mixing, equal pairs** (4 comparisons, 1 equivalent, 1 inconclusive): hybrid(0.5) vs sum "
+                       "better on XQuAD-R mono +.010; hybrid(0.5) vs pcgrad worse on XQuAD-R mono -.010.")
+    assert text[1] == ("- **vs X-X and X-Y (frozen=0)** (2 comparisons, 1 inconclusive): hybrid(0.5) vs xx better "
+                       "on XQuAD-R RD -20.")
+    assert text[2] == "- **Pareto front (mono vs cross, XQuAD-R)**: xx, hybrid(0.25)."
+    assert text[3] == "- **Paper claims**: of 3 tested, 2 inconclusive, 1 supported."
 
 
 def test_headline_cells_and_verdict_grid_are_one_short_line_each():
@@ -97,12 +99,17 @@ def test_headline_cells_and_verdict_grid_are_one_short_line_each():
     cells = analysis.headline_cells(table, ["XQuAD-R mono mAP", "XQuAD-R rank distance", "TyDi mono MRR@10"])
     assert cells.to_dict("index") == {"xx": {"XQuAD-R mono": ".761 ±.010", "XQuAD-R RD": "350 ±10"},
                                       "bm25": {"XQuAD-R mono": "-", "XQuAD-R RD": "301 ±11"}}
-    v = pd.DataFrame({"figure": ["XQuAD-R mono mAP", "XQuAD-R rank distance"], "b": ["xx", "xx"],
-                      "diff": [0.0123, -12.4], "verdict": ["better", "inconclusive"]})
-    grid = analysis.verdict_grid(v, "hybrid(0.5)", ["xx", "xy"], ["XQuAD-R mono mAP", "XQuAD-R rank distance"])
-    assert grid.to_dict("index") == {"xx": {("XQuAD-R", "mono"): "+ +.012", ("XQuAD-R", "RD"): "-12"},
-                                     "xy": {("XQuAD-R", "mono"): "", ("XQuAD-R", "RD"): ""}}
-    assert grid.index.name == "hybrid(0.5) vs"
+    v = pd.DataFrame({"question": ["q (lr=2e-05)", "q (lr=2e-05)", "p"], "a": ["hybrid(0.5, lr=2e-05)"] * 2 + ["xx"],
+                      "b": ["xx(lr=2e-05)", "xx(lr=2e-05)", "xy"],
+                      "figure": ["XQuAD-R mono mAP", "XQuAD-R rank distance", "XQuAD-R mono mAP"],
+                      "diff": [0.0123, -12.4, 0.002], "verdict": ["better", "inconclusive", "equivalent"]})
+    grid = analysis.verdict_grid(v, ["XQuAD-R mono mAP", "XQuAD-R rank distance"])
+    assert grid.to_dict("index") == {
+        ("q (lr=2e-05)", "hybrid(0.5) vs xx"): {("XQuAD-R", "mono"): "+ +.012", ("XQuAD-R", "RD"): "-12"},
+        ("p", "xx vs xy"): {("XQuAD-R", "mono"): "= +.002", ("XQuAD-R", "RD"): ""}}
+    assert list(grid.index.names) == ["question", "comparison"]
+    assert [analysis.number("XQuAD-R mono mAP", v, signed=True) for v in (-0.0003, 0.0123, -0.012)] == [".000", "+.012", "-.012"]
+    assert [analysis.number("XQuAD-R rank distance", v, signed=True) for v in (-0.4, -12.4)] == ["0", "-12"]
 
 
 def test_info_nce_by_hand():
@@ -136,11 +143,18 @@ def test_claims_carry_the_papers_own_difference():
     from hybridlib import compare
     rng = np.random.default_rng(0)
     rows = []
-    for strategy in ("hybrid(0.5)", "xx"):  # the views of the claims that compare these two
-        for coll, setting in (("xquad-r", "cross"), ("xquad-r", "multi"), ("mlqa-r", "cross")):
-            rows.append(pd.DataFrame({"collection": coll, "setting": setting, "qlang": "en", "plang": "de",
-                                      "query": np.arange(50), "group": np.arange(50), "map": rng.uniform(0, 1, 50),
-                                      "rank_distance": rng.uniform(0, 500, 50), "strategy": strategy}))
-    claims = compare.claims(pd.concat(rows), n_perm=200).set_index("claim")
+    for coll, setting in (("xquad-r", "cross"), ("xquad-r", "multi"), ("mlqa-r", "cross")):  # the claims' views
+        xx = pd.DataFrame({"collection": coll, "setting": setting, "qlang": "en", "plang": "de", "query": np.arange(50),
+                           "group": np.arange(50), "map": rng.uniform(0, 0.8, 50), "rank_distance": rng.uniform(0, 500, 50),
+                           "strategy": "xx"})
+        shift = 0.2 if (coll, setting) == ("xquad-r", "cross") else 0.0  # hybrid far better on one claim only
+        rows += [xx, xx.assign(strategy="hybrid(0.5)", map=xx["map"] + shift + rng.normal(0, 0.01, 50))]
+    claims = compare.claims(pd.concat(rows).assign(seed=0), {"map": 0.005, "rank_distance": 15}, n_boot=200)
+    claims = claims.set_index("claim")
+    assert claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "verdict"] == "supported"
+    assert claims.loc["Hybrid batches improve multilingual retrieval over X-X training", "verdict"] == "inconclusive"
+    assert claims.loc["Hybrid batches improve monolingual retrieval over X-Y training", "verdict"] == "not run"
+    assert claims.loc["Gains on MIRACL (nDCG@10, Recall@100)", "verdict"] == "not testable offline"
+    assert "+0.200 [" in claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "evidence"]
     assert claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "paper (XLM-R)"] == "+0.031"
     assert claims.loc["Hybrid batches reduce language bias (rank distance) against X-X", "paper (XLM-R)"] == "-123"

@@ -5,17 +5,12 @@ import pandas as pd
 import pytest
 
 from hybridlib import compare
+from hybridlib.stats import holm
 
 
 def test_pareto_front_by_hand():
     points = pd.DataFrame({"mono": [0.8, 0.7, 0.75, 0.6], "cross": [0.6, 0.7, 0.6, 0.5]}, index=list("abcd"))
     assert compare.pareto(points, "mono", "cross").tolist() == [True, True, False, False]
-
-
-def test_verdicts():
-    assert compare.verdict(0.01, 0.001, 1) == "supported"
-    assert compare.verdict(-0.01, 0.001, 1) == "contradicted"
-    assert compare.verdict(0.01, 0.2, 1).startswith("not supported")
 
 
 def per_query(strategy, shift, rng):
@@ -25,16 +20,30 @@ def per_query(strategy, shift, rng):
                          "map": np.clip(rng.normal(0.6, 0.1, n) + shift, 0, 1), "strategy": strategy})
 
 
-def test_paired_comparison_finds_a_real_difference_and_not_a_null_one():
-    rng = np.random.default_rng(0)
-    base = per_query("xx", 0.0, rng)
-    better = base.assign(strategy="hybrid(0.5)", map=base["map"] + 0.02)
-    same = base.assign(strategy="sum", map=base["map"] + rng.normal(0, 0.001, len(base)))
-    pq = pd.concat([base, better, same])
-    r = compare.paired(pq, "hybrid(0.5)", "xx", "xquad-r", "mono", "map", n_perm=2000)
-    assert r["diff"] == pytest.approx(0.02) and r["p"] < 0.01
-    table = compare.significance(pq, "hybrid(0.5)", ["xx", "sum"], {"mono": ("xquad-r", "mono", "map")})
-    assert (table["p_holm"] >= table["p"]).all()
+def test_design_pairs_each_hybrid_with_its_matched_and_same_regime_arms():
+    d = compare.design(["zero-shot", "xx", "xy", "hybrid(0.25)", "hybrid(0.5)", "sum", "pcgrad", "sum(0.25)",
+                        "pcgrad(budget=2)", "pcgrad(lr=2e-05)", "hybrid(0.5, lr=2e-05)", "xx(frozen=0)",
+                        "xy(frozen=0)", "hybrid(0.5, frozen=0)", "sum(0.75)"])
+    got = {(r.question, r.a, r.b) for r in d.itertuples()}
+    assert got == {
+        ("vs matched sum(alpha)", "hybrid(0.25)", "sum(0.25)"),  # sum(0.75) has no hybrid(0.75) to match
+        ("vs mixing, equal pairs", "hybrid(0.5)", "sum"), ("vs mixing, equal pairs", "hybrid(0.5)", "pcgrad"),
+        ("vs mixing, equal steps", "hybrid(0.5)", "pcgrad(budget=2)"),
+        ("vs X-X and X-Y", "hybrid(0.25)", "xx"), ("vs X-X and X-Y", "hybrid(0.25)", "xy"),
+        ("vs X-X and X-Y", "hybrid(0.5)", "xx"), ("vs X-X and X-Y", "hybrid(0.5)", "xy"),
+        ("positive control: X-X vs X-Y", "xx", "xy"),
+        ("vs mixing, equal pairs (lr=2e-05)", "hybrid(0.5, lr=2e-05)", "pcgrad(lr=2e-05)"),
+        ("vs X-X and X-Y (frozen=0)", "hybrid(0.5, frozen=0)", "xx(frozen=0)"),
+        ("vs X-X and X-Y (frozen=0)", "hybrid(0.5, frozen=0)", "xy(frozen=0)"),
+        ("positive control: X-X vs X-Y (frozen=0)", "xx(frozen=0)", "xy(frozen=0)")}
+    # the profile's own regime first, then the others in the order the profile lists them
+    assert list(dict.fromkeys(d.question)) == [
+        "vs matched sum(alpha)", "vs mixing, equal pairs", "vs mixing, equal steps", "vs X-X and X-Y",
+        "positive control: X-X vs X-Y", "vs mixing, equal pairs (lr=2e-05)", "vs X-X and X-Y (frozen=0)",
+        "positive control: X-X vs X-Y (frozen=0)"]
+    assert compare.plain("hybrid(0.5, lr=2e-05)") == "hybrid(0.5)"
+    assert compare.plain("cagrad(c=0.2, budget=2)") == "cagrad(c=0.2)"
+    assert compare.design(["zero-shot", "xx"]).empty
 
 
 def test_reproduction_reports_the_largest_difference(tmp_path):
@@ -106,13 +115,18 @@ def test_four_way_verdicts_paired_by_seed_and_question():
                                         "plang": np.repeat(["en", "de"], n // 2), "query": np.arange(n),
                                         "group": np.arange(n) % 200, "map": values, "strategy": strategy, "seed": seed}))
     pq = pd.concat(frames)
-    table = compare.verdicts(pq, "hybrid(0.5)", ["sum", "xx", "xy"], {"XQuAD-R mono mAP": ("xquad-r", "mono", "map")},
-                             {"map": 0.005}, n_boot=500)
+    figures = {"XQuAD-R mono mAP": ("xquad-r", "mono", "map")}
+    table = compare.verdicts(pq, [("hybrid(0.5)", b) for b in ("sum", "xx", "xy")], figures, {"map": 0.005}, n_boot=500)
     assert table.set_index("b")["verdict"].to_dict() == {"sum": "equivalent", "xx": "better", "xy": "inconclusive"}
     assert (table["seeds"] == 5).all() and (table["p_holm"] >= table["p"]).all()
     assert table.set_index("b").loc["xx", "diff"] == pytest.approx(0.010, abs=0.001)
-    one = compare.verdicts(pq[pq.seed == 0], "hybrid(0.5)", ["sum"], {"m": ("xquad-r", "mono", "map")}, {"map": 0.005})
+    one = compare.verdicts(pq[pq.seed == 0], [("hybrid(0.5)", "sum")], {"m": ("xquad-r", "mono", "map")}, {"map": 0.005})
     assert one["verdict"].item() == "inconclusive"  # one seed never says "the same"
+    # Holm within each question: xx alone in its family keeps its own p; the family of two corrects both
+    asked = pd.DataFrame({"question": ["q1", "q2", "q2"], "a": "hybrid(0.5)", "b": ["xx", "sum", "xy"]})
+    by_question = compare.verdicts(pq, asked, figures, {"map": 0.005}, n_boot=500).set_index("b")
+    assert by_question.loc["xx", "p_holm"] == by_question.loc["xx", "p"]
+    assert by_question.loc[["sum", "xy"], "p_holm"].tolist() == pytest.approx(holm(by_question.loc[["sum", "xy"], "p"]))
     intervals = compare.seed_intervals(pq, {"m": ("xquad-r", "mono", "map")}, n_boot=300).set_index("strategy")
     assert intervals.loc["xy", "sd_over_seeds"] > 5 * intervals.loc["sum", "sd_over_seeds"]
     assert (intervals["lo"] < intervals["mean"]).all() and (intervals["mean"] < intervals["hi"]).all()

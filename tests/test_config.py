@@ -159,7 +159,6 @@ def test_bad_strategy_names(text, message):
     ({"STRATEGY": "adam"}, r"unknown strategy 'adam'; allowed: zero-shot, bm25, xx, xy, ml, hybrid"),
     ({"STRATEGY": "hybrid(1.5)"}, r"strategy 'hybrid\(1.5\)': alpha=1.5 is outside \[0, 1\]"),
     ({"STRATEGY": 3}, r"unknown strategy 3"),
-    ({"HYBRID": "pcgrad"}, r"parameter HYBRID='pcgrad': expected hybrid\(alpha\)"),
     ({"DATA_DIR": "/no/such/dir"}, r"parameter DATA_DIR='/no/such/dir': no such directory"),
     ({"DATA_DIR": None}, r"parameter DATA_DIR=None: expected a path, or '' for the default"),
     ({"DATA_OUT": "EMPTY"}, r"parameter DATA_OUT='.*': no train_pairs.parquet there; notebook 01 writes it"),
@@ -186,7 +185,7 @@ def test_good_notebook_parameters_return_the_profile(tmp_path):
     from hybridlib.config import check_parameters
     (tmp_path / "train_pairs.parquet").write_bytes(b"")
     p = check_parameters(PROFILE="smoke", STRATEGY="hybrid(0.25)", SEED=3, DATA_OUT=str(tmp_path),
-                         RUN_DIR=str(tmp_path / "run"), DATA_DIR="", HYBRID="hybrid(0.5)", PROFILE_DIR=str(tmp_path))
+                         RUN_DIR=str(tmp_path / "run"), DATA_DIR="", PROFILE_DIR=str(tmp_path))
     assert p.name == "smoke" and check_parameters(SEED=0) is None
 
 

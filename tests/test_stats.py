@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hybridlib.stats import bootstrap_ci, holm, paired_randomization
+from hybridlib.stats import bootstrap_ci, holm
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_data():
@@ -27,20 +27,6 @@ def test_weighted_mean_is_a_macro_average():
     values = np.array([1.0, 1.0, 1.0, 0.0])  # view A: three queries at 1; view B: one query at 0
     weights = np.array([1 / 6, 1 / 6, 1 / 6, 1 / 2])
     assert bootstrap_ci(values, weights=weights)[0] == pytest.approx(0.5)
-
-
-def test_paired_randomization():
-    rng = np.random.default_rng(2)
-    a = rng.normal(0.6, 0.1, 400)
-    diff, p = paired_randomization(a + 0.05, a)
-    assert diff == pytest.approx(0.05) and p < 0.001
-    diff, p = paired_randomization(a, a)
-    assert diff == 0 and p == 1.0
-    # Under the null (a difference that is pure noise), p-values are roughly uniform: about 5% fall below .05.
-    pvalues = [paired_randomization(a + rng.normal(0, 0.1, 400), a, n_perm=500, seed=i)[1] for i in range(100)]
-    assert 0.005 <= np.mean(np.array(pvalues) < 0.05) <= 0.15
-    with pytest.raises(ValueError, match="same queries"):
-        paired_randomization(a, a[:10])
 
 
 def test_holm_by_hand():
