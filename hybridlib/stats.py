@@ -121,7 +121,9 @@ def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, n_boo
     # which counting bootstrap draws (at best 1 / n_boot) cannot
     p = float(2 * norm.sf(abs(mean) / sd)) if sd > 0 else float(mean == 0)
     n_seeds = sums.shape[1]
-    return {"diff": mean, "lo": lo, "hi": hi, "lo90": float(lo90), "hi90": float(hi90), "p": p,
+    per_seed = sums.sum(0) / counts.sum(0)  # each seed's difference
+    return {"diff": mean, "sd": float(per_seed.std(ddof=1)) if n_seeds > 1 else np.nan, "lo": lo, "hi": hi,
+            "lo90": float(lo90), "hi90": float(hi90), "p": p,
             # without several seeds the interval holds no training noise: equivalence cannot be claimed
             "equivalent": bool(n_seeds >= min_seeds and -margin < lo90 and hi90 < margin), "margin": margin,
             "seeds": n_seeds, "groups": sums.shape[0]}

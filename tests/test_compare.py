@@ -120,6 +120,7 @@ def test_four_way_verdicts_paired_by_seed_and_question():
     assert table.set_index("b")["verdict"].to_dict() == {"sum": "equivalent", "xx": "better", "xy": "inconclusive"}
     assert (table["seeds"] == 5).all() and (table["p_holm"] >= table["p"]).all()
     assert table.set_index("b").loc["xx", "diff"] == pytest.approx(0.010, abs=0.001)
+    assert table.set_index("b").loc["xy", "sd"] > 5 * table.set_index("b").loc["sum", "sd"]  # the seeds' spread
     one = compare.verdicts(pq[pq.seed == 0], [("hybrid(0.5)", "sum")], {"m": ("xquad-r", "mono", "map")}, {"map": 0.005})
     assert one["verdict"].item() == "inconclusive"  # one seed never says "the same"
     # Holm within each question: xx alone in its family keeps its own p; the family of two corrects both
