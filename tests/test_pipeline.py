@@ -395,3 +395,37 @@ def test_progress_of_a_study_not_started(tmp_path):
     assert list(empty.columns) == [f"seed {s}" for s in range(5)] and len(empty) == 30
     assert empty.loc["zero-shot"].tolist() == ["-", "", "", "", ""]
     assert (empty.loc["pcgrad(budget=2)"] == "-").all()
+
+
+def two_seeds(profile_dir, out):
+    """A copy of a profile's results in which every trained run has a second seed: seed 0 with noise."""
+    import numpy as np
+    out.mkdir()
+    shutil.copy(profile_dir / "profile.yaml", out)
+    rng = np.random.default_rng(0)
+    for run in sorted(p.parent for p in profile_dir.glob("*/results.parquet")):
+        shutil.copytree(run, out / run.name, ignore=shutil.ignore_patterns("model", "checkpoint", "*.ipynb", ".*"))
+        if (run / "train_summary.json").exists():
+            again = out / run.name.replace("-s0", "-s1")
+            again.mkdir()
+            for name in ("results.parquet", "per_query.parquet", "preference.parquet"):
+                t = pd.read_parquet(run / name).assign(seed=1, run=again.name)
+                for column in {"value", "map", "mrr@10", "rank_distance"} & set(t.columns):
+                    t[column] += rng.normal(0, 0.003, len(t))
+                t.to_parquet(again / name)
+            summary = json.loads((run / "train_summary.json").read_text())
+            (again / "train_summary.json").write_text(json.dumps({**summary, "seed": 1}))
+            shutil.copy(run / "train_log.jsonl", again)
+    return out
+
+
+def test_the_analysis_notebooks_read_several_seeds(runs, tmp_path):
+    """04 and 05 on two seeds per trained run (the study's shape): per-seed rows are averaged, not mixed up."""
+    from hybridlib.paths import NOTEBOOKS
+    from hybridlib.pipeline import _run_notebook
+    two = two_seeds(runs / "smoke", tmp_path / "two")
+    for nb in ("04_language_bias.ipynb", "05_compare.ipynb"):
+        _run_notebook(NOTEBOOKS / nb, tmp_path / nb, {"PROFILE_DIR": str(two)}, NOTEBOOKS)
+    answer = (tmp_path / "05_compare.ipynb").read_text()
+    assert "2 seed(s); margins" in answer and "sd over seeds" in answer
+    assert "hybrid(0.5) vs pcgrad" in answer and "hybrid(0.5) vs xx" in answer
