@@ -61,6 +61,7 @@ class Profile:
     gradvac_beta: float = stage(0.01, "train")
     probe_every: int = stage(10, "train")  # gradient-cosine probes (mono vs cross, and the noise floor) every N steps; 0 = off
     checkpoint_every: int = 50
+    keep_models: bool = True  # False: a trained model is deleted once its evaluation is recorded (disk)
     collapse_steps: int = 20  # stop when the loss sits at chance or the gradient vanishes this many steps running
     # evaluation (notebook 03)
     eval_collections: tuple[str, ...] = stage(COLLECTIONS, "eval")

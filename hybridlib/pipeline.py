@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,6 +182,8 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 if status[t.name].startswith("failed"):
                     failed.add(t.name)
                     log.error("%s %s", t.name, status[t.name])
+            if not profile.keep_models and "model" in t.needs and status[t.name].startswith(("done", "skipped", "adopted")):
+                shutil.rmtree(t.out_dir / "model", ignore_errors=True)  # evaluated: nothing reads the model again
             if t in candidates:
                 bar.update(1)
         bar.close()

@@ -429,3 +429,17 @@ def test_the_analysis_notebooks_read_several_seeds(runs, tmp_path):
     answer = (tmp_path / "05_compare.ipynb").read_text()
     assert "2 seed(s); margins" in answer and "sd over seeds" in answer
     assert "hybrid(0.5) vs pcgrad" in answer and "hybrid(0.5) vs xx" in answer
+
+
+def test_keep_models_false_deletes_evaluated_models_and_nothing_else(runs, tmp_path):
+    from hybridlib.config import load_profile, override
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    models = sorted(p.parent.name for p in (copy / "smoke").glob("*/model"))
+    assert models == ["hybrid-0.5-s0", "pcgrad-s0", "xx-s0"]
+    results = {p: p.read_bytes() for p in (copy / "smoke").glob("*/*.parquet")}
+    status = run(override(load_profile("smoke"), keep_models=False), copy, progress=False)
+    assert set(status.values()) == {"skipped (done)"}  # not a setting of any task: nothing re-runs
+    assert not list((copy / "smoke").glob("*/model"))
+    assert results == {p: p.read_bytes() for p in (copy / "smoke").glob("*/*.parquet")}
+    assert set(run("smoke", copy, dry_run=True).values()) == {"skipped (done)"}  # done without its model
