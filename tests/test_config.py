@@ -275,3 +275,11 @@ def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
     assert "02_train.ipynb -> pcgrad-budget2-s4" in out and "03_evaluate.ipynb -> zero-shot-s1" not in out
     assert re.search(r"286 task\(s\) would run, 140 of them training; about [\d.]+ hours", out)
     assert "0 of 142 runs done (trained and evaluated)" in out
+
+
+@pytest.mark.parametrize("name", ["cpu", "study"])
+def test_committed_resolved_profiles_are_what_the_pipeline_writes(name):
+    """A field added to Profile changes the resolved file: left uncommitted, `make run` on a fresh clone
+    would rewrite it and leave the checkout dirty."""
+    from hybridlib.paths import REPO_ROOT
+    assert (REPO_ROOT / "runs" / name / "profile.yaml").read_text() == load_profile(name).to_yaml()
