@@ -196,7 +196,7 @@ def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, 
     if table.empty:
         return table
     family = table["question"] if "question" in table else pd.Series(0, index=table.index)
-    table["p_holm"] = table.groupby(family, sort=False)["p"].transform(lambda p: holm(p))
+    table["p_holm"] = table.groupby(family, sort=False)["p"].transform(holm)
     table["verdict"] = [verdict4(r.diff, r.p_holm, r.equivalent, figures[r.figure][2] not in LOWER_IS_BETTER)
                         for r in table.itertuples()]
     return table
