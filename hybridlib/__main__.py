@@ -21,6 +21,8 @@ def main(argv=None) -> int:
                    help="only the runs of these seeds (a slice of a long study; analysis notebooks wait)")
     r.add_argument("--strategies", nargs="+", default=None, metavar="STRATEGY",
                    help="only the runs of these strategies (a slice of a long study; analysis notebooks wait)")
+    r.add_argument("--interim", action="store_true",
+                   help="only the analysis notebooks, over the runs finished so far (a long study's answer as it stands)")
     r.add_argument("--adopt", action="store_true",
                    help="record runs whose outputs exist but that have no manifest (written before manifests "
                         "were kept) as done with the current settings, instead of running them again")
@@ -71,7 +73,7 @@ def command(args) -> int:
         return 0
     from .pipeline import estimate, run
     status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until, seeds=args.seeds,
-                 strategies=args.strategies)
+                 strategies=args.strategies, interim=args.interim)
     width = max(map(len, status))
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")

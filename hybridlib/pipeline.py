@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .config import ConfigError, Profile, load_profile
 from .paths import (CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir,
                     locked)
-from .runs import Task, adopt, clean_notebook, estimate_seconds, tasks
+from .runs import Task, adopt, analysis_tasks, clean_notebook, estimate_seconds, tasks
 from .strategy import Strategy
 
 if TYPE_CHECKING:
@@ -124,13 +124,14 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
         data_dir: str = "", progress: bool = True, until: str | None = None, seeds: list[int] | None = None,
-        strategies: list[str] | None = None) -> dict[str, str]:
+        strategies: list[str] | None = None, interim: bool = False) -> dict[str, str]:
     """Execute every task of the profile that is not done; returns task name -> status ('done in N s',
     'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why').
     ``until`` (a notebook, e.g. ``03_evaluate``) leaves out the notebooks after it. ``seeds`` and
     ``strategies`` select the runs of a slice of a long study (notebook 01, then those runs' training and
     evaluation; the analysis notebooks wait for a run without them); the profile, and the resolved file
-    the notebooks read, stay whole."""
+    the notebooks read, stay whole. ``interim``: the analysis notebooks only, over the runs finished so far
+    (a long study's answer as it stands; it runs again as more runs land)."""
     if data_dir and not Path(data_dir).is_dir():
         raise ConfigError(f"data directory {data_dir!r}: no such directory")
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
@@ -148,10 +149,19 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         todo = [t for t in todo if t.notebook == "01_data.ipynb" or (
             "STRATEGY" in t.parameters and (seeds is None or t.parameters["SEED"] in seeds)
             and (wanted is None or t.parameters["STRATEGY"] in wanted))]
+    if interim:
+        if until or seeds is not None or strategies is not None:
+            raise ConfigError("--interim runs the analysis notebooks over every finished run: no --until, "
+                              "--seeds or --strategies with it")
+        reasons, _ = plan(todo)
+        finished = [t for t in todo if t.notebook == "03_evaluate.ipynb" and reasons[t.name] is None]
+        if not finished:
+            raise ConfigError(f"--interim: no run of profile {profile.name} has finished yet")
+        todo = analysis_tasks(profile_file.parent, workdir(profile_file.parent.parent), finished)
     if dry_run:
         (reasons, _), out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain
-            pending = any(out[u.name] != "skipped (done)" for u in t.upstream)
+            pending = any(out.get(u.name, "skipped (done)") != "skipped (done)" for u in t.upstream)
             adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
             out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
                 f"would run: {reasons[t.name]}" if reasons[t.name] else \

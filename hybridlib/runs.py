@@ -196,13 +196,15 @@ def clean_notebook(path: Path) -> bool:
     root = next((d for d in final.resolve().parents if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir()), None)
     here = os.path.relpath(final.resolve(), root) if root else None  # the checkout the runs live in, not the code's
     setup = _setup_cell(final.name)
-    strategy = nb.get("metadata", {}).get("papermill", {}).get("parameters", {}).get("STRATEGY")
+    params = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
+    # the title names the run's strategy, or the profile an analysis notebook read
+    named = params.get("STRATEGY") or (Path(params["PROFILE_DIR"]).name if params.get("PROFILE_DIR") else None)
     before = json.dumps(nb, sort_keys=True)
     for i, cell in enumerate(nb.get("cells", [])):
-        if i == 0 and strategy and cell["cell_type"] == "markdown" and cell["source"]:  # the title names the run
+        if i == 0 and named and cell["cell_type"] == "markdown" and cell["source"]:
             title = "".join(cell["source"]).split("\n", 1)
-            if title[0].startswith("# ") and not title[0].endswith(f" ({strategy})"):
-                cell["source"] = [f"{title[0]} ({strategy})\n", *title[1:]]
+            if title[0].startswith("# ") and not title[0].endswith(f" ({named})"):
+                cell["source"] = [f"{title[0]} ({named})\n", *title[1:]]
         source = "".join(cell.get("source", ""))
         tags = cell.get("metadata", {}).get("tags", [])
         colab = cell["cell_type"] == "code" and "google.colab" in source
@@ -265,7 +267,7 @@ def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path,
                           "collections"),
                  products=("train_pairs.parquet", "heldout_pairs.parquet", "collections"),
                  config={**profile.stage("data"), "data_sha256": data_checksums_if_present(str(notebooks / data_dir) if data_dir else "")})
-    out, trained, evaluated = [first], [], []
+    out, evaluated = [first], []
     for seed in profile.seeds:
         for strategy in profile.strategy_list:
             if not strategy.trains and seed != profile.seeds[0]:
@@ -280,7 +282,6 @@ def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path,
                              ("train_summary.json#weights_sha256", "train_log.jsonl"),
                              run_config(profile, strategy, seed), [first])
                 out.append(train)
-                trained.append(train)
                 upstream = [first, train]
             evaluate = Task("03_evaluate.ipynb", run, {**params, "DATA_DIR": data_dir},
                             ("03_evaluate.ipynb", "results.parquet", "per_query.parquet", "preference.parquet",
@@ -289,14 +290,22 @@ def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path,
                             needs=("model",) if strategy.trains else ())
             out.append(evaluate)
             evaluated.append(evaluate)
+    return out + analysis_tasks(root, notebooks, evaluated)
+
+
+def analysis_tasks(root: Path, notebooks: Path, evaluated: list[Task]) -> list[Task]:
+    """Notebooks 04-06 over the runs of ``evaluated`` (evaluation tasks; their trainings come along): all of
+    a profile's, or those finished so far (an interim answer, whose key changes as more runs land)."""
+    trained = [u for t in evaluated for u in t.upstream if u.notebook == "02_train.ipynb"]
     bench = {p.name: sha256_file(p) for p in sorted(BENCHMARKS.glob("*.json"))} if BENCHMARKS.is_dir() else {}
+    out = []
     for nb in SUMMARIES:
-        params = {"PROFILE_DIR": rel(root)}
+        params = {"PROFILE_DIR": os.path.relpath(root, notebooks)}
         config, upstream = {"runs": [t.out_dir.name for t in evaluated]}, list(evaluated)
         if nb != "04_language_bias.ipynb":
             upstream += trained
         if nb == "06_performance.ipynb":
-            params["BENCHMARKS"] = rel(BENCHMARKS)
+            params["BENCHMARKS"] = os.path.relpath(BENCHMARKS, notebooks)
             config["benchmarks"] = bench
         out.append(Task(nb, root, params, (nb,), (), config, upstream))
     return out
