@@ -403,19 +403,19 @@ def two_seeds(profile_dir, out):
     out.mkdir()
     shutil.copy(profile_dir / "profile.yaml", out)
     rng = np.random.default_rng(0)
-    for run in sorted(p.parent for p in profile_dir.glob("*/results.parquet")):
-        shutil.copytree(run, out / run.name, ignore=shutil.ignore_patterns("model", "checkpoint", "*.ipynb", ".*"))
-        if (run / "train_summary.json").exists():
-            again = out / run.name.replace("-s0", "-s1")
+    for one in sorted(p.parent for p in profile_dir.glob("*/results.parquet")):
+        shutil.copytree(one, out / one.name, ignore=shutil.ignore_patterns("model", "checkpoint", "*.ipynb", ".*"))
+        if (one / "train_summary.json").exists():
+            again = out / one.name.replace("-s0", "-s1")
             again.mkdir()
             for name in ("results.parquet", "per_query.parquet", "preference.parquet"):
-                t = pd.read_parquet(run / name).assign(seed=1, run=again.name)
+                t = pd.read_parquet(one / name).assign(seed=1, run=again.name)
                 for column in {"value", "map", "mrr@10", "rank_distance"} & set(t.columns):
                     t[column] += rng.normal(0, 0.003, len(t))
                 t.to_parquet(again / name)
-            summary = json.loads((run / "train_summary.json").read_text())
+            summary = json.loads((one / "train_summary.json").read_text())
             (again / "train_summary.json").write_text(json.dumps({**summary, "seed": 1}))
-            shutil.copy(run / "train_log.jsonl", again)
+            shutil.copy(one / "train_log.jsonl", again)
     return out
 
 
