@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .data import MLQA_LANGS
-from .strategy import RUN_OPTIONS, Strategy, sort
+from .compare import plain
+from .strategy import Strategy, sort
 
 
 def order(strategies) -> list[str]:
@@ -22,9 +23,9 @@ def alpha_sweep(intervals: pd.DataFrame, figures=("XQuAD-R mono mAP", "XQuAD-R c
     batches: ``xy`` is alpha = 0, ``hybrid(alpha)``, ``xx`` is alpha = 1. From
     :func:`~hybridlib.compare.seed_intervals`' table; columns strategy, alpha, figure, mean, lo, hi."""
     def alpha(s):
-        s = Strategy.parse(s)
-        if any(k in RUN_OPTIONS for k, _ in s.options):
+        if plain(s) != s:
             return np.nan  # another budget, learning rate or embedding regime: not on this curve
+        s = Strategy.parse(s)
         return {"xy": 0.0, "xx": 1.0}.get(s.name, s.alpha if s.name == "hybrid" else np.nan)
     d = intervals[intervals.figure.isin(figures)]
     d = d.assign(alpha=d["strategy"].map(alpha)).dropna(subset=["alpha"])
@@ -138,7 +139,6 @@ def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:
 
 def comparison(a: str, b: str) -> str:
     """A comparison's row label, without the run options its question already names."""
-    from .compare import plain
     return f"{plain(a)} vs {plain(b)}"
 
 
