@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .data import MLQA_LANGS
-from .compare import plain
+from .compare import number, plain
 from .strategy import Strategy, sort
 
 
@@ -112,16 +112,6 @@ VERDICT_MARKS = {"better": "+", "worse": "−", "equivalent": "=", "inconclusive
 def short_label(figure: str) -> str:
     """A headline figure's column label: 'XQuAD-R mono mAP' -> 'XQuAD-R mono', rank distance -> 'RD'."""
     return figure.replace(" mAP", "").replace(" MRR@10", "").replace("rank distance", "RD")
-
-
-def number(figure: str, v: float, signed: bool = False) -> str:
-    """A figure's value as the tables show it: rank distance whole, the others to three decimals without the
-    leading zero; ``signed``: with its sign, none where it rounds to zero ('.000', not '-.000')."""
-    if pd.isna(v):
-        return "-"
-    digits = 0 if "rank distance" in figure else 3
-    v = v if round(v, digits) != 0 else 0.0
-    return f"{v:{'+' if signed and v else ''}.{digits}f}".replace("0.", ".", 1)
 
 
 def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:

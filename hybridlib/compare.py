@@ -255,6 +255,16 @@ NOT_TESTABLE = [
 ]
 
 
+def number(figure: str, v: float, signed: bool = False) -> str:
+    """A figure's value as the tables show it: rank distance whole, the others to three decimals without the
+    leading zero; ``signed``: with its sign, none where it rounds to zero ('.000', not '-.000')."""
+    if pd.isna(v):
+        return "-"
+    digits = 0 if "rank distance" in figure else 3
+    v = v if round(v, digits) != 0 else 0.0
+    return f"{v:{'+' if signed and v else ''}.{digits}f}".replace("0.", ".", 1)
+
+
 def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
     """Each testable claim with the paper's own difference, the measured one (mean over seeds, 95% interval)
     and its verdict: 'supported' when the four-way verdict says a is better than b (Holm over the claims),
@@ -265,16 +275,16 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 100
              "inconclusive": "inconclusive"}
     rows = []
     for claim, a, b, label, paper in CLAIMS:
-        delta = "-" if paper is None else f"{paper:+.0f}" if FIGURES[label][2] in LOWER_IS_BETTER else f"{paper:+.3f}"
+        delta = "-" if paper is None else number(label, paper, signed=True)
         rows.append({"claim": claim, "a": a, "b": b, "figure": label, "paper (XLM-R)": delta, "run": {a, b} <= present})
     table = pd.DataFrame(rows)
     tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], FIGURES, margins, n_boot, sums)
     if len(tested):
         table = table.merge(tested[["a", "b", "figure", "diff", "lo", "hi", "seeds", "p_holm", "verdict"]],
                             on=["a", "b", "figure"], how="left")
-        fmt = lambda f, v: f"{v:+.0f}" if FIGURES[f][2] in LOWER_IS_BETTER else f"{v:+.3f}"  # noqa: E731
         table.loc[table.run, "evidence"] = [
-            f"{r.a} - {r.b} on {r.figure}: {fmt(r.figure, r.diff)} [{fmt(r.figure, r.lo)}, {fmt(r.figure, r.hi)}], "
+            f"{r.a} - {r.b} on {r.figure}: {number(r.figure, r.diff, True)} [{number(r.figure, r.lo, True)}, "
+            f"{number(r.figure, r.hi, True)}], "
             f"{r.seeds} seed(s), Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
         table.loc[table.run, "verdict"] = table.loc[table.run, "verdict"].map(words)
     table.loc[~table.run, "verdict"] = "not run"
