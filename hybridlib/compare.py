@@ -11,11 +11,14 @@ from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
 from .strategy import RUN_OPTIONS, Strategy
 
 
-def collect(profile_dir: str | Path, name: str) -> pd.DataFrame:
+def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None) -> pd.DataFrame:
     """Concatenate one result file (``results.parquet``, ``per_query.parquet``, ``preference.parquet``,
-    ``train_log.jsonl``, ``train_summary.json``) over every run directory of a profile."""
+    ``train_log.jsonl``, ``train_summary.json``) over every run directory of a profile, or over ``runs``
+    (directory names) only: the runs an analysis reads, not a run still in training or evaluation."""
     frames = []
     for path in sorted(Path(profile_dir).glob(f"*/{name}")):
+        if runs is not None and path.parent.name not in runs:
+            continue
         if name.endswith(".parquet"):
             frame = pd.read_parquet(path)
             if len(frame):  # the BM25 baseline has no multilingual views, so an empty preference table

@@ -272,11 +272,16 @@ def _profile(name, v):
         raise ConfigError(f"parameter {name}={v!r}: expected a profile name or a YAML file path")
 
 
+def _runs(name, v):
+    if v is not None and not (isinstance(v, list) and all(isinstance(r, str) and r for r in v)):
+        raise ConfigError(f"parameter {name}={v!r}: expected a list of run directory names, or None for all")
+
+
 CHECKS = {  # notebook parameter -> its check
     "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy,
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
     "DATA_OUT": _data_out,
-    "PROFILE_DIR": _directory, "BENCHMARKS": _output,
+    "PROFILE_DIR": _directory, "RUNS": _runs, "BENCHMARKS": _output,
 }
 
 

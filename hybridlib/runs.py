@@ -300,8 +300,8 @@ def analysis_tasks(root: Path, notebooks: Path, evaluated: list[Task]) -> list[T
     bench = {p.name: sha256_file(p) for p in sorted(BENCHMARKS.glob("*.json"))} if BENCHMARKS.is_dir() else {}
     out = []
     for nb in SUMMARIES:
-        params = {"PROFILE_DIR": os.path.relpath(root, notebooks)}
         config, upstream = {"runs": [t.out_dir.name for t in evaluated]}, list(evaluated)
+        params = {"PROFILE_DIR": os.path.relpath(root, notebooks), "RUNS": config["runs"]}
         if nb != "04_language_bias.ipynb":
             upstream += trained
         if nb == "06_performance.ipynb":

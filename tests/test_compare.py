@@ -46,6 +46,19 @@ def test_design_pairs_each_hybrid_with_its_matched_and_same_regime_arms():
     assert compare.design(["zero-shot", "xx"]).empty
 
 
+def test_collect_reads_every_run_or_the_named_runs_only(tmp_path):
+    for run, seed in (("xx-s0", 0), ("xx-s1", 1), ("xy-s0", 0)):
+        (tmp_path / run).mkdir()
+        pd.DataFrame({"strategy": [run[:2]], "seed": [seed]}).to_parquet(tmp_path / run / "results.parquet")
+    (tmp_path / "xy-s1").mkdir()  # a run still in training: no results yet
+    assert compare.collect(tmp_path, "results.parquet")[["strategy", "seed"]].values.tolist() == \
+        [["xx", 0], ["xx", 1], ["xy", 0]]
+    assert compare.collect(tmp_path, "results.parquet", ["xy-s0", "xx-s0"])[["strategy", "seed"]].values.tolist() == \
+        [["xx", 0], ["xy", 0]]
+    with pytest.raises(FileNotFoundError, match="no run has results.parquet"):
+        compare.collect(tmp_path, "results.parquet", ["xy-s1"])
+
+
 def test_reproduction_reports_the_largest_difference(tmp_path):
     rows = pd.DataFrame({"collection": ["x", "x"], "setting": ["mono", "mono"], "qlang": ["all", "en"],
                          "plang": ["all", "en"], "metric": ["map", "map"], "value": [0.5, 0.4]})

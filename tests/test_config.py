@@ -168,6 +168,8 @@ def test_bad_strategy_names(text, message):
     ({"PROFILE_DIR": "/no/such/dir"}, r"parameter PROFILE_DIR='/no/such/dir': no such directory"),
     ({"RUN_DIR": ""}, r"parameter RUN_DIR='': expected a directory path"),
     ({"RUN_DIR": "FILE"}, r"parameter RUN_DIR='.*': expected a directory path"),
+    ({"RUNS": "xx-s0"}, r"parameter RUNS='xx-s0': expected a list of run directory names, or None for all"),
+    ({"RUNS": ["xx-s0", ""]}, r"parameter RUNS=\['xx-s0', ''\]: expected a list of run directory names"),
     ({"PROFILE": 3}, r"parameter PROFILE=3: expected a profile name"),
     ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, smoke, study"),
     ({"STRATEGIE": "xx"}, r"unknown parameter\(s\) \['STRATEGIE'\]; allowed: \['BENCHMARKS', 'DATA_DIR'"),
@@ -185,7 +187,7 @@ def test_good_notebook_parameters_return_the_profile(tmp_path):
     from hybridlib.config import check_parameters
     (tmp_path / "train_pairs.parquet").write_bytes(b"")
     p = check_parameters(PROFILE="smoke", STRATEGY="hybrid(0.25)", SEED=3, DATA_OUT=str(tmp_path),
-                         RUN_DIR=str(tmp_path / "run"), DATA_DIR="", PROFILE_DIR=str(tmp_path))
+                         RUN_DIR=str(tmp_path / "run"), DATA_DIR="", PROFILE_DIR=str(tmp_path), RUNS=["xx-s0"])
     assert p.name == "smoke" and check_parameters(SEED=0) is None
 
 
