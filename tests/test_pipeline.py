@@ -273,6 +273,11 @@ def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
         doc = json.loads(nb.read_text())
         texts = [json.dumps(o) for c in doc["cells"] for o in c.get("outputs", [])]
         texts.append(json.dumps(doc["metadata"].get("papermill", {})))
+        papermill = doc["metadata"].get("papermill", {})  # paths as a reader's clone sees them from notebooks/
+        found += [f"{nb.relative_to(REPO_ROOT)}: {k} = {v}" for k, v in papermill.get("parameters", {}).items()
+                  if k != "DATA_DIR" and isinstance(v, str) and v.startswith("../../")]
+        if papermill.get("output_path") != str(nb.relative_to(REPO_ROOT)):
+            found.append(f"{nb.relative_to(REPO_ROOT)}: output_path {papermill.get('output_path')}")
         found += [f"{nb.relative_to(REPO_ROOT)}: {m.group(0)}" for t in texts for m in [bad.search(t)] if m]
         for c in doc["cells"]:  # the book leaves out parameters and Colab setup; the badge opens this notebook
             tags, source = c.get("metadata", {}).get("tags", []), "".join(c["source"])
@@ -319,18 +324,33 @@ def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_
         shutil.rmtree(out.parent)
 
 
-def test_clean_notebook_points_the_badge_into_the_checkout_holding_the_runs(tmp_path):
-    """Runs written by code from another worktree still link to their own place in the runs' checkout."""
+def test_clean_notebook_points_the_badge_and_paths_into_the_checkout_holding_the_runs(tmp_path):
+    """Runs written by code from another worktree link to their own place in the runs' checkout, and their
+    path parameters read as they would there (not as seen from the worktree that ran them)."""
     from hybridlib.paths import NOTEBOOKS
     from hybridlib.runs import clean_notebook
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "notebooks").mkdir()
     out = tmp_path / "runs" / "study" / "xy-s1"
     out.mkdir(parents=True)
+    (out.parent / "profile.yaml").write_text("name: study\n")
+    seen = lambda p: os.path.relpath(p, NOTEBOOKS)  # noqa: E731  (from the code's notebooks/, where it ran)
+    params = {"PROFILE": seen(out.parent / "profile.yaml"), "RUN_DIR": seen(out), "STRATEGY": "xy", "SEED": 1}
+    doc = json.loads((NOTEBOOKS / "02_train.ipynb").read_text())
+    doc["cells"].insert(2, {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
+                            "execution_count": None, "source": [f"{k} = {json.dumps(v)}\n" for k, v in params.items()]})
+    doc["metadata"]["papermill"] = {"parameters": params, "input_path": str(NOTEBOOKS / "02_train.ipynb"),
+                                    "output_path": str(out / ".02_train.running.ipynb")}
     path = out / ".02_train.running.ipynb"
-    path.write_text((NOTEBOOKS / "02_train.ipynb").read_text())
-    assert clean_notebook(path)
-    assert "blob/main/runs/study/xy-s1/02_train.ipynb)" in "".join(json.loads(path.read_text())["cells"][0]["source"])
+    path.write_text(json.dumps(doc))
+    assert clean_notebook(path) and not clean_notebook(path)
+    doc = json.loads(path.read_text())
+    assert "blob/main/runs/study/xy-s1/02_train.ipynb)" in "".join(doc["cells"][0]["source"])
+    assert doc["metadata"]["papermill"] == {
+        "parameters": {"PROFILE": "../runs/study/profile.yaml", "RUN_DIR": "../runs/study/xy-s1", "STRATEGY": "xy", "SEED": 1},
+        "input_path": "notebooks/02_train.ipynb", "output_path": "runs/study/xy-s1/02_train.ipynb"}
+    assert "".join(doc["cells"][2]["source"]) == ('PROFILE = "../runs/study/profile.yaml"\nRUN_DIR = "../runs/study/xy-s1"\n'
+                                                 'STRATEGY = "xy"\nSEED = 1\n')
 
 
 def test_until_leaves_out_the_notebooks_after_it(tmp_path):
