@@ -146,6 +146,30 @@ def verdict_grid(verdicts: pd.DataFrame, figures) -> pd.DataFrame:
     return grid.fillna("")
 
 
+def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Per question of :func:`~hybridlib.compare.verdicts`' table, in its order: how many comparisons, and
+    how many of them came out better, worse, equivalent and inconclusive."""
+    counts = pd.crosstab(pd.Categorical(verdicts.question, categories=list(dict.fromkeys(verdicts.question))),
+                         pd.Categorical(verdicts.verdict, categories=list(VERDICT_MARKS)), dropna=False)
+    counts = counts.reindex(columns=list(VERDICT_MARKS)).assign(comparisons=counts.sum(axis=1))
+    return counts.rename_axis(index="question", columns=None).reset_index()[["question", "comparisons", *VERDICT_MARKS]]
+
+
+def glue(name: str, value) -> None:
+    """Record ``value`` under ``name`` in the executed notebook, shown nowhere, for another page of the book
+    to paste: ``{glue:text}`path/to/notebook.ipynb::name:s``` for text, the ``glue`` directive with ``:doc:``
+    for a table (pasted as HTML, without its index). myst-nb's glue protocol, without needing myst-nb (the
+    book's extra) where the notebook runs."""
+    from IPython.core.formatters import format_display_data
+    from IPython.display import HTML, display
+    if isinstance(value, pd.DataFrame):
+        value = HTML(value.to_html(index=False, border=0, classes="table", justify="left"))
+    bundle, metadata = format_display_data(value)
+    prefix = "application/papermill.record/"
+    display({prefix + k: v for k, v in bundle.items() if k in ("text/plain", "text/html")}, raw=True,
+            metadata={**metadata, "scrapbook": {"name": name, "mime_prefix": prefix}})
+
+
 def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> str:
     """The answer in brief, as Markdown bullets: per question of :func:`~hybridlib.compare.verdicts`' table,
     how many comparisons are equivalent and inconclusive, and each comparison's better and worse figures
@@ -164,7 +188,12 @@ def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> 
         lines.append(f"- **{question}** ({len(v)} comparisons{', ' if counts else ''}{', '.join(counts)})"
                      f"{': ' + '; '.join(found) if found else ''}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
-    tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
-    lines.append(f"- **Paper claims**: of {len(tested)} tested, "
-                 f"{', '.join(f'{n} {w}' for w, n in tested.verdict.value_counts().items())}.")
+    lines.append(f"- **Paper claims**: {claims_summary(claims)}.")
     return "\n".join(lines)
+
+
+def claims_summary(claims: pd.DataFrame) -> str:
+    """How the paper's claims that were tested came out (:func:`~hybridlib.compare.claims`' table), e.g.
+    'of 9 tested, 6 inconclusive, 2 supported, 1 contradicted'."""
+    tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
+    return f"of {len(tested)} tested, {', '.join(f'{n} {w}' for w, n in tested.verdict.value_counts().items())}"

@@ -89,6 +89,24 @@ def test_describe_names_better_and_worse_by_comparison_and_counts_the_rest():
                        "on XQuAD-R RD -20.")
     assert text[2] == "- **Pareto front (mono vs cross, XQuAD-R)**: xx, hybrid(0.25)."
     assert text[3] == "- **Paper claims**: of 3 tested, 2 inconclusive, 1 supported."
+    counts = analysis.verdict_counts(v)  # in the table's order, every verdict a column even when none has it
+    assert counts.to_dict("list") == {"question": ["vs mixing, equal pairs", "vs X-X and X-Y (frozen=0)"],
+                                      "comparisons": [4, 2], "better": [1, 1], "worse": [1, 0],
+                                      "equivalent": [1, 0], "inconclusive": [1, 1]}
+
+
+def test_glue_records_text_and_tables_for_other_pages_under_myst_nbs_protocol(monkeypatch):
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda bundle, **kw: shown.append((bundle, kw)))
+    analysis.glue("claims", "of 3 tested, 1 supported")
+    analysis.glue("counts", pd.DataFrame({"question": ["q"], "better": [2]}))
+    prefix = "application/papermill.record/"
+    (text, kw), (table, _) = shown
+    assert text == {prefix + "text/plain": "'of 3 tested, 1 supported'"} and kw["raw"]
+    assert kw["metadata"]["scrapbook"] == {"name": "claims", "mime_prefix": prefix}
+    assert table[prefix + "text/html"].startswith('<table class="dataframe table">')  # no index column
+    assert "<td>q</td>\n      <td>2</td>" in table[prefix + "text/html"]
 
 
 def test_headline_cells_and_verdict_grid_are_one_short_line_each():
