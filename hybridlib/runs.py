@@ -247,6 +247,8 @@ def clean_notebook(path: Path) -> bool:
                 clean = "".join(lines)
                 for root in roots:
                     clean = clean.replace(root + "/", "")
+                for a in sorted(moved, key=len, reverse=True):
+                    clean = clean.replace(a, moved[a])
                 if clean != text:
                     changed = True
                 if not clean:

@@ -267,7 +267,7 @@ def test_outputs_written_before_manifests_were_kept_can_be_adopted(runs):
 
 def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
     from hybridlib.paths import REPO_ROOT
-    bad = re.compile(r"Warning|DEBUG:|/work/|/tmp/|/root/|/home/|site-packages")
+    bad = re.compile(r"Warning|DEBUG:|/work/|/tmp/|/root/|/home/|site-packages|\.\./\.\./")
     found = []
     for nb in sorted((REPO_ROOT / "runs").glob("*/**/[0-9]*.ipynb")):
         doc = json.loads(nb.read_text())
@@ -339,6 +339,8 @@ def test_clean_notebook_points_the_badge_and_paths_into_the_checkout_holding_the
     doc = json.loads((NOTEBOOKS / "02_train.ipynb").read_text())
     doc["cells"].insert(2, {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "outputs": [],
                             "execution_count": None, "source": [f"{k} = {json.dumps(v)}\n" for k, v in params.items()]})
+    doc["cells"][3]["outputs"] = [{"output_type": "stream", "name": "stdout",
+                                   "text": f"wrote {params['RUN_DIR']}/results.parquet 636 rows\n"}]
     doc["metadata"]["papermill"] = {"parameters": params, "input_path": str(NOTEBOOKS / "02_train.ipynb"),
                                     "output_path": str(out / ".02_train.running.ipynb")}
     path = out / ".02_train.running.ipynb"
@@ -351,6 +353,7 @@ def test_clean_notebook_points_the_badge_and_paths_into_the_checkout_holding_the
         "input_path": "notebooks/02_train.ipynb", "output_path": "runs/study/xy-s1/02_train.ipynb"}
     assert "".join(doc["cells"][2]["source"]) == ('PROFILE = "../runs/study/profile.yaml"\nRUN_DIR = "../runs/study/xy-s1"\n'
                                                  'STRATEGY = "xy"\nSEED = 1\n')
+    assert doc["cells"][3]["outputs"][0]["text"] == "wrote ../runs/study/xy-s1/results.parquet 636 rows\n"
 
 
 def test_until_leaves_out_the_notebooks_after_it(tmp_path):
