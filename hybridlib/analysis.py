@@ -155,6 +155,15 @@ def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
     return counts.rename_axis(index="question", columns=None).reset_index()[["question", "comparisons", *VERDICT_MARKS]]
 
 
+def seed_coverage(results: pd.DataFrame, trained_per_seed: int) -> str:
+    """How far each seed of a study has come, from its result table: 'seed 0 complete; seed 1: 1 of 28
+    trained runs' (the untrained baselines run once and are not counted)."""
+    trained = results[[Strategy.parse(s).trains for s in results["strategy"]]]
+    done = trained.groupby("seed")["run"].nunique()
+    return "; ".join(f"seed {seed} complete" if n == trained_per_seed else f"seed {seed}: {n} of {trained_per_seed} trained runs"
+                     for seed, n in done.items())
+
+
 def glue(name: str, value) -> None:
     """Record ``value`` under ``name`` in the executed notebook, shown nowhere, for another page of the book
     to paste: ``{glue:text}`path/to/notebook.ipynb::name:s``` for text, the ``glue`` directive with ``:doc:``

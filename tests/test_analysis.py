@@ -95,6 +95,12 @@ def test_describe_names_better_and_worse_by_comparison_and_counts_the_rest():
                                       "equivalent": [1, 0], "inconclusive": [1, 1]}
 
 
+def test_seed_coverage_counts_trained_runs_per_seed():
+    results = pd.DataFrame({"strategy": ["zero-shot", "xx", "xx", "xy", "xx", "xx"], "seed": [0, 0, 0, 0, 1, 1],
+                            "run": ["zero-shot-s0", "xx-s0", "xx-s0", "xy-s0", "xx-s1", "xx-s1"]})
+    assert analysis.seed_coverage(results, 2) == "seed 0 complete; seed 1: 1 of 2 trained runs"
+
+
 def test_glue_records_text_and_tables_for_other_pages_under_myst_nbs_protocol(monkeypatch):
     import IPython.display
     shown = []
