@@ -151,8 +151,8 @@ def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
     how many of them came out better, worse, equivalent and inconclusive."""
     counts = pd.crosstab(pd.Categorical(verdicts.question, categories=list(dict.fromkeys(verdicts.question))),
                          pd.Categorical(verdicts.verdict, categories=list(VERDICT_MARKS)), dropna=False)
-    counts = counts.reindex(columns=list(VERDICT_MARKS)).assign(comparisons=counts.sum(axis=1))
-    return counts.rename_axis(index="question", columns=None).reset_index()[["question", "comparisons", *VERDICT_MARKS]]
+    counts = counts.assign(comparisons=counts.sum(axis=1)).rename_axis(index="question", columns=None)
+    return counts.reset_index()[["question", "comparisons", *VERDICT_MARKS]]
 
 
 def seed_coverage(results: pd.DataFrame, trained_per_seed: int) -> str:
@@ -175,7 +175,7 @@ def glue(name: str, value) -> None:
         value = HTML(value.to_html(index=False, border=0, classes="table", justify="left"))
     bundle, metadata = format_display_data(value)
     prefix = "application/papermill.record/"
-    display({prefix + k: v for k, v in bundle.items() if k in ("text/plain", "text/html")}, raw=True,
+    display({prefix + k: v for k, v in bundle.items()}, raw=True,
             metadata={**metadata, "scrapbook": {"name": name, "mime_prefix": prefix}})
 
 
@@ -185,16 +185,17 @@ def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> 
     with the difference; the Pareto front; the paper's claims."""
     if verdicts.empty:
         return "This profile has no comparison of the hybrid strategy."
-    lines = []
+    lines, counted = [], verdict_counts(verdicts).set_index("question")
     for question, v in verdicts.groupby("question", sort=False):
-        counts = [f"{n} {word}" for word in ("equivalent", "inconclusive") if (n := int((v.verdict == word).sum()))]
+        n = counted.loc[question]
+        counts = [f"{n[word]} {word}" for word in ("equivalent", "inconclusive") if n[word]]
         found = []
         for (a, b), c in v.groupby(["a", "b"], sort=False):
             words = [f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
                                                for r in c[c.verdict == word].itertuples())
                      for word in ("better", "worse") if (c.verdict == word).any()]
             found += [f"{comparison(a, b)} {', '.join(words)}"] if words else []
-        lines.append(f"- **{question}** ({len(v)} comparisons{', ' if counts else ''}{', '.join(counts)})"
+        lines.append(f"- **{question}** ({n.comparisons} comparisons{', ' if counts else ''}{', '.join(counts)})"
                      f"{': ' + '; '.join(found) if found else ''}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
     lines.append(f"- **Paper claims**: {claims_summary(claims)}.")

@@ -273,11 +273,9 @@ def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
         doc = json.loads(nb.read_text())
         texts = [json.dumps(o) for c in doc["cells"] for o in c.get("outputs", [])]
         texts.append(json.dumps(doc["metadata"].get("papermill", {})))
-        papermill = doc["metadata"].get("papermill", {})  # paths as a reader's clone sees them from notebooks/
-        found += [f"{nb.relative_to(REPO_ROOT)}: {k} = {v}" for k, v in papermill.get("parameters", {}).items()
-                  if k != "DATA_DIR" and isinstance(v, str) and v.startswith("../../")]
-        if papermill.get("output_path") != str(nb.relative_to(REPO_ROOT)):
-            found.append(f"{nb.relative_to(REPO_ROOT)}: output_path {papermill.get('output_path')}")
+        output_path = doc["metadata"].get("papermill", {}).get("output_path")  # parameters: '../../' above
+        if output_path != str(nb.relative_to(REPO_ROOT)):
+            found.append(f"{nb.relative_to(REPO_ROOT)}: output_path {output_path}")
         found += [f"{nb.relative_to(REPO_ROOT)}: {m.group(0)}" for t in texts for m in [bad.search(t)] if m]
         for c in doc["cells"]:  # the book leaves out parameters and Colab setup; the badge opens this notebook
             tags, source = c.get("metadata", {}).get("tags", []), "".join(c["source"])
