@@ -288,7 +288,7 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 100
         table.loc[table.run, "evidence"] = [
             f"{r.a} - {r.b} on {r.figure}: {number(r.figure, r.diff, True)} [{number(r.figure, r.lo, True)}, "
             f"{number(r.figure, r.hi, True)}], "
-            f"{r.seeds} seed(s), Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
+            f"{r.seeds} seed{'s' * (r.seeds > 1)}, Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
         table.loc[table.run, "verdict"] = table.loc[table.run, "verdict"].map(words)
     table.loc[~table.run, "verdict"] = "not run"
     table.loc[~table.run, "evidence"] = [f"{r.a} vs {r.b}: not run in this profile" for r in table[~table.run].itertuples()]

@@ -448,7 +448,7 @@ def test_the_analysis_notebooks_read_several_seeds(runs, tmp_path):
     for nb in ("04_language_bias.ipynb", "05_compare.ipynb"):
         _run_notebook(NOTEBOOKS / nb, tmp_path / nb, {"PROFILE_DIR": str(two)}, NOTEBOOKS)
     answer = (tmp_path / "05_compare.ipynb").read_text()
-    assert "2 seed(s); margins" in answer and "sd over seeds" in answer
+    assert "Seeds per comparison: 2; margins" in answer and "sd over seeds" in answer
     assert "hybrid(0.5) vs pcgrad" in answer and "hybrid(0.5) vs xx" in answer
 
 
