@@ -189,17 +189,95 @@ def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> 
     for question, v in verdicts.groupby("question", sort=False):
         n = counted.loc[question]
         counts = [f"{n[word]} {word}" for word in ("equivalent", "inconclusive") if n[word]]
-        found = []
-        for (a, b), c in v.groupby(["a", "b"], sort=False):
-            words = [f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
-                                               for r in c[c.verdict == word].itertuples())
-                     for word in ("better", "worse") if (c.verdict == word).any()]
-            found += [f"{comparison(a, b)} {', '.join(words)}"] if words else []
+        found = [f"{comparison(a, b)} {outcome(c)}" for (a, b), c in v.groupby(["a", "b"], sort=False) if outcome(c)]
         lines.append(f"- **{question}** ({n.comparisons} comparisons{', ' if counts else ''}{', '.join(counts)})"
                      f"{': ' + '; '.join(found) if found else ''}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
     lines.append(f"- **Paper claims**: {claims_summary(claims)}.")
     return "\n".join(lines)
+
+
+def outcome(comparison: pd.DataFrame) -> str:
+    """One comparison's rows of :func:`~hybridlib.compare.verdicts`' table: the figures it came out better and
+    worse on, with the differences, e.g. 'better on XQuAD-R mono +.025, MLQA-R mono +.031, worse on XQuAD-R
+    multi -.005' ('' when none)."""
+    return ", ".join(f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
+                                               for r in comparison[comparison.verdict == word].itertuples())
+                     for word in ("better", "worse") if (comparison.verdict == word).any())
+
+
+def span(verdicts: pd.DataFrame, question: str) -> str:
+    """One question of :func:`~hybridlib.compare.verdicts`' table in a sentence: what it compares, the largest
+    difference in mAP or MRR@10 and in rank distance, how the verdicts came out and the smallest Holm-corrected
+    p, e.g. 'hybrid(0.5) vs sum, pcgrad, gradvac, cagrad and mgda: differences of at most .006 in mAP or
+    MRR@10 and 18 in rank distance; of 45 comparisons, 45 inconclusive (smallest Holm-corrected p = 0.11)'."""
+    v = verdicts[verdicts.question == question]
+    if v.empty:
+        return "not run yet"
+    def listed(names) -> str:
+        names = list(dict.fromkeys(map(plain, names)))
+        return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
+    rank = v.figure.str.contains("rank distance")
+    largest = [f"{number(v.figure[i], abs(v['diff'][i]))} in {unit}"
+               for i, unit in ((v["diff"][~rank].abs().idxmax() if (~rank).any() else None, "mAP or MRR@10"),
+                               (v["diff"][rank].abs().idxmax() if rank.any() else None, "rank distance")) if i is not None]
+    n = verdict_counts(v).iloc[0]
+    counts = ", ".join(f"{n[word]} {word}" for word in VERDICT_MARKS if n[word])
+    return (f"{listed(v.a)} vs {listed(v.b)}: differences of at most {' and '.join(largest)}; of {n.comparisons} comparisons, {counts} "
+            f"(smallest Holm-corrected p = {v.p_holm.min():.2g})")
+
+
+def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-shot",
+                    figures=("XQuAD-R multi mAP", "XQuAD-R rank distance", "XQuAD-R mono mAP")) -> str:
+    """What training does to ``figures``: the untrained model's value, then the range over the ``trained``
+    strategies (:func:`~hybridlib.compare.seed_intervals`' means), e.g. 'XQuAD-R multi mAP from .299 to
+    .546-.558, XQuAD-R rank distance from 1214 to 337-358'."""
+    means = intervals.pivot(index="strategy", columns="figure", values="mean")
+    if untrained not in means.index or not len(trained):
+        return "not measured"
+    out = []
+    for f in figures:
+        after = means.loc[list(trained), f]
+        out.append(f"{f} from {number(f, means.loc[untrained, f])} to {number(f, after.min())}-{number(f, after.max())}")
+    return ", ".join(out)
+
+
+def seed_spread(intervals: pd.DataFrame) -> str:
+    """How much the training seed moves the figures (:func:`~hybridlib.compare.seed_intervals`' spread, for the
+    strategies with two seeds or more), e.g. 'over 2 strategies with 2 or more seeds, a standard deviation of
+    up to .007 in mAP or MRR@10 (median .003) and 9 in rank distance'."""
+    s = intervals[intervals.seeds > 1]
+    if s.empty:
+        return "not measured: one seed per strategy"
+    rank = s.figure.str.contains("rank distance")
+    score, rd = s.sd_over_seeds[~rank], s.sd_over_seeds[rank]
+    n = s.strategy.nunique()
+    return (f"over {n} strateg{'y' if n == 1 else 'ies'} with 2 or more seeds, a standard deviation of up to "
+            f"{number('mAP', score.max())} in mAP or MRR@10 (median {number('mAP', score.median())}) and "
+            f"{number('rank distance', rd.max())} in rank distance")
+
+
+def agreement(logs: pd.DataFrame) -> str:
+    """The share of steps at which the monolingual and the cross-lingual gradient agree (positive cosine), as a
+    range over the mixing methods, which measure it at every step (:func:`conflict`), e.g. '69-75%'."""
+    shares = 1 - conflict(logs).conflict_share
+    shares = shares[[Strategy.parse(s).mixing for s in shares.index]]
+    if shares.empty:
+        return "not measured"
+    lo, hi = f"{shares.min():.0%}", f"{shares.max():.0%}"
+    return lo if lo == hi else f"{lo[:-1]}-{hi}"
+
+
+def by_regime(verdicts: pd.DataFrame, question: str) -> str:
+    """The outcome (:func:`outcome`) of each comparison of ``question`` in every regime it was run in (the
+    questions named ``question``, then a regime in brackets), e.g. 'the profile's own regime: xx vs xy better on
+    XQuAD-R mono +.025; budget=4.1: xx vs xy better on XQuAD-R mono +.012, worse on XQuAD-R cross -.007'."""
+    parts = []
+    for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
+        regime = q[len(question):].strip(" ()") or "the profile's own regime"
+        found = [f"{comparison(a, b)} {outcome(c) or 'neither better nor worse'}" for (a, b), c in v.groupby(["a", "b"], sort=False)]
+        parts.append(f"{regime}: {', '.join(found)}")
+    return "; ".join(parts) or "not run yet"
 
 
 def claims_summary(claims: pd.DataFrame) -> str:

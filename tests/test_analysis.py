@@ -95,6 +95,42 @@ def test_describe_names_better_and_worse_by_comparison_and_counts_the_rest():
                                       "equivalent": [1, 0], "inconclusive": [1, 1]}
 
 
+def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
+    v = pd.DataFrame({"question": ["vs mixing, equal pairs"] * 4 + ["positive control: X-X vs X-Y"] * 2
+                      + ["positive control: X-X vs X-Y (budget=4.1)"],
+                      "figure": ["XQuAD-R mono mAP", "XQuAD-R rank distance", "TyDi multi MRR@10", "XQuAD-R rank distance",
+                                 "XQuAD-R mono mAP", "XQuAD-R cross mAP", "XQuAD-R mono mAP"],
+                      "a": ["hybrid(0.5)"] * 4 + ["xx", "xx", "xx(budget=4.1)"],
+                      "b": ["sum", "sum", "pcgrad", "mgda", "xy", "xy", "xy(budget=4.1)"],
+                      "diff": [0.004, -12.6, -0.0071, 18.2, 0.025, -0.005, 0.001],
+                      "p_holm": [0.5, 0.11, 0.3, 1.0, 1e-6, 0.02, 0.9],
+                      "verdict": ["inconclusive", "inconclusive", "worse", "inconclusive", "better", "worse", "inconclusive"]})
+    assert analysis.span(v, "vs mixing, equal pairs") == (
+        "hybrid(0.5) vs sum, pcgrad and mgda: differences of at most .007 in mAP or MRR@10 and 18 in rank distance; "
+        "of 4 comparisons, 1 worse, 3 inconclusive (smallest Holm-corrected p = 0.11)")
+    assert analysis.span(v, "vs mixing, equal steps") == "not run yet"
+    assert analysis.by_regime(v, "positive control: X-X vs X-Y") == (
+        "the profile's own regime: xx vs xy better on XQuAD-R mono +.025, worse on XQuAD-R cross -.005; "
+        "budget=4.1: xx vs xy neither better nor worse")
+
+
+def test_training_effect_seed_spread_and_agreement_by_hand():
+    intervals = pd.DataFrame({"strategy": ["zero-shot", "xx", "xy"] * 2,
+                              "figure": ["XQuAD-R multi mAP"] * 3 + ["XQuAD-R rank distance"] * 3,
+                              "mean": [0.299, 0.546, 0.558, 1213.7, 337.2, 358.0],
+                              "sd_over_seeds": [0.0, 0.004, 0.0, 0.0, 9.4, 0.0], "seeds": [1, 3, 1, 1, 3, 1]})
+    assert analysis.training_effect(intervals, ["xx", "xy"], figures=("XQuAD-R multi mAP", "XQuAD-R rank distance")) == (
+        "XQuAD-R multi mAP from .299 to .546-.558, XQuAD-R rank distance from 1214 to 337-358")
+    assert analysis.training_effect(intervals, [], figures=("XQuAD-R multi mAP",)) == "not measured"
+    assert analysis.seed_spread(intervals) == ("over 1 strategy with 2 or more seeds, a standard deviation of up to "
+                                               ".004 in mAP or MRR@10 (median .004) and 9 in rank distance")
+    assert analysis.seed_spread(intervals.assign(seeds=1)) == "not measured: one seed per strategy"
+    logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["pcgrad"] * 4 + ["xx"] * 2,  # xx: probes only, not counted
+                         "cosine": [0.1, 0.2, 0.3, -0.1, 0.1, -0.2, 0.3, -0.1, -0.5, -0.5]})
+    assert analysis.agreement(logs) == "50-75%"
+    assert analysis.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
+
+
 def test_seed_coverage_counts_trained_runs_per_seed():
     results = pd.DataFrame({"strategy": ["zero-shot", "xx", "xx", "xy", "xx", "xx"], "seed": [0, 0, 0, 0, 1, 1],
                             "run": ["zero-shot-s0", "xx-s0", "xx-s0", "xy-s0", "xx-s1", "xx-s1"]})
