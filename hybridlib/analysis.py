@@ -217,10 +217,11 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
     def listed(names) -> str:
         names = list(dict.fromkeys(map(plain, names)))
         return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
-    rank = v.figure.str.contains("rank distance")
-    largest = [f"{number(v.figure[i], abs(v['diff'][i]))} in {unit}"
-               for i, unit in ((v["diff"][~rank].abs().idxmax() if (~rank).any() else None, "mAP or MRR@10"),
-                               (v["diff"][rank].abs().idxmax() if rank.any() else None, "rank distance")) if i is not None]
+    rank, largest = v.figure.str.contains("rank distance"), []
+    for d, unit in ((v[~rank], "mAP or MRR@10"), (v[rank], "rank distance")):
+        if len(d):
+            i = d["diff"].abs().idxmax()
+            largest.append(f"{number(d.figure[i], abs(d['diff'][i]))} in {unit}")
     n = verdict_counts(v).iloc[0]
     counts = ", ".join(f"{n[word]} {word}" for word in VERDICT_MARKS if n[word])
     return (f"{listed(v.a)} vs {listed(v.b)}: differences of at most {' and '.join(largest)}; of {n.comparisons} comparisons, {counts} "
