@@ -206,6 +206,14 @@ def outcome(comparison: pd.DataFrame) -> str:
                      for word in ("better", "worse") if (comparison.verdict == word).any())
 
 
+def by_kind(rows: pd.DataFrame) -> list[tuple[pd.DataFrame, str]]:
+    """``rows`` (a table with a ``figure`` column) split into the two kinds of figure, each with the name of
+    its unit: the scores ('mAP or MRR@10', three decimals) and the rank distances ('rank distance', whole);
+    a kind without rows is left out."""
+    rank = rows.figure.str.contains("rank distance")
+    return [(rows[m], unit) for m, unit in ((~rank, "mAP or MRR@10"), (rank, "rank distance")) if m.any()]
+
+
 def span(verdicts: pd.DataFrame, question: str) -> str:
     """One question of :func:`~hybridlib.compare.verdicts`' table in a sentence: what it compares, the largest
     difference in mAP or MRR@10 and in rank distance, how the verdicts came out and the smallest Holm-corrected
@@ -217,11 +225,7 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
     def listed(names) -> str:
         names = list(dict.fromkeys(map(plain, names)))
         return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
-    rank, largest = v.figure.str.contains("rank distance"), []
-    for d, unit in ((v[~rank], "mAP or MRR@10"), (v[rank], "rank distance")):
-        if len(d):
-            i = d["diff"].abs().idxmax()
-            largest.append(f"{number(d.figure[i], abs(d['diff'][i]))} in {unit}")
+    largest = [f"{number(unit, d['diff'].abs().max())} in {unit}" for d, unit in by_kind(v)]
     n = verdict_counts(v).iloc[0]
     counts = ", ".join(f"{n[word]} {word}" for word in VERDICT_MARKS if n[word])
     return (f"{listed(v.a)} vs {listed(v.b)}: differences of at most {' and '.join(largest)}; of {n.comparisons} comparisons, {counts} "
@@ -246,16 +250,14 @@ def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-sho
 def seed_spread(intervals: pd.DataFrame) -> str:
     """How much the training seed moves the figures (:func:`~hybridlib.compare.seed_intervals`' spread, for the
     strategies with two seeds or more), e.g. 'over 2 strategies with 2 or more seeds, a standard deviation of
-    up to .007 in mAP or MRR@10 (median .003) and 9 in rank distance'."""
+    up to .007 in mAP or MRR@10 (median .003) and 9 in rank distance (median 4)'."""
     s = intervals[intervals.seeds > 1]
     if s.empty:
         return "not measured: one seed per strategy"
-    rank = s.figure.str.contains("rank distance")
-    score, rd = s.sd_over_seeds[~rank], s.sd_over_seeds[rank]
     n = s.strategy.nunique()
-    return (f"over {n} strateg{'y' if n == 1 else 'ies'} with 2 or more seeds, a standard deviation of up to "
-            f"{number('mAP', score.max())} in mAP or MRR@10 (median {number('mAP', score.median())}) and "
-            f"{number('rank distance', rd.max())} in rank distance")
+    spread = [f"{number(unit, d.sd_over_seeds.max())} in {unit} (median {number(unit, d.sd_over_seeds.median())})"
+              for d, unit in by_kind(s)]
+    return f"over {n} strateg{'y' if n == 1 else 'ies'} with 2 or more seeds, a standard deviation of up to {' and '.join(spread)}"
 
 
 def agreement(logs: pd.DataFrame) -> str:

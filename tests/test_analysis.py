@@ -118,12 +118,14 @@ def test_training_effect_seed_spread_and_agreement_by_hand():
     intervals = pd.DataFrame({"strategy": ["zero-shot", "xx", "xy"] * 2,
                               "figure": ["XQuAD-R multi mAP"] * 3 + ["XQuAD-R rank distance"] * 3,
                               "mean": [0.299, 0.546, 0.558, 1213.7, 337.2, 358.0],
-                              "sd_over_seeds": [0.0, 0.004, 0.0, 0.0, 9.4, 0.0], "seeds": [1, 3, 1, 1, 3, 1]})
+                              "sd_over_seeds": [0.0, 0.004, 0.002, 0.0, 9.4, 3.0], "seeds": [1, 3, 2, 1, 3, 2]})
     assert analysis.training_effect(intervals, ["xx", "xy"], figures=("XQuAD-R multi mAP", "XQuAD-R rank distance")) == (
         "XQuAD-R multi mAP from .299 to .546-.558, XQuAD-R rank distance from 1214 to 337-358")
     assert analysis.training_effect(intervals, [], figures=("XQuAD-R multi mAP",)) == "not measured"
-    assert analysis.seed_spread(intervals) == ("over 1 strategy with 2 or more seeds, a standard deviation of up to "
-                                               ".004 in mAP or MRR@10 (median .004) and 9 in rank distance")
+    assert analysis.seed_spread(intervals) == ("over 2 strategies with 2 or more seeds, a standard deviation of up to "
+                                               ".004 in mAP or MRR@10 (median .003) and 9 in rank distance (median 6)")
+    assert analysis.seed_spread(intervals[intervals.figure == "XQuAD-R multi mAP"]) == (
+        "over 2 strategies with 2 or more seeds, a standard deviation of up to .004 in mAP or MRR@10 (median .003)")
     assert analysis.seed_spread(intervals.assign(seeds=1)) == "not measured: one seed per strategy"
     logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["pcgrad"] * 4 + ["xx"] * 2,  # xx: probes only, not counted
                          "cosine": [0.1, 0.2, 0.3, -0.1, 0.1, -0.2, 0.3, -0.1, -0.5, -0.5]})
