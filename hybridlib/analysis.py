@@ -189,7 +189,7 @@ def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> 
     for question, v in verdicts.groupby("question", sort=False):
         n = counted.loc[question]
         counts = [f"{n[word]} {word}" for word in ("equivalent", "inconclusive") if n[word]]
-        found = [f"{comparison(a, b)} {outcome(c)}" for (a, b), c in v.groupby(["a", "b"], sort=False) if outcome(c)]
+        found = outcomes(v)
         lines.append(f"- **{question}** ({n.comparisons} comparisons{', ' if counts else ''}{', '.join(counts)})"
                      f"{': ' + '; '.join(found) if found else ''}.")
     lines.append(f"- **Pareto front (mono vs cross, XQuAD-R)**: {', '.join(front)}.")
@@ -197,13 +197,18 @@ def describe(verdicts: pd.DataFrame, front: list[str], claims: pd.DataFrame) -> 
     return "\n".join(lines)
 
 
-def outcome(comparison: pd.DataFrame) -> str:
-    """One comparison's rows of :func:`~hybridlib.compare.verdicts`' table: the figures it came out better and
-    worse on, with the differences, e.g. 'better on XQuAD-R mono +.025, MLQA-R mono +.031, worse on XQuAD-R
-    multi -.005' ('' when none)."""
-    return ", ".join(f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
-                                               for r in comparison[comparison.verdict == word].itertuples())
-                     for word in ("better", "worse") if (comparison.verdict == word).any())
+def outcomes(verdicts: pd.DataFrame, neither: str | None = None) -> list[str]:
+    """Each comparison in :func:`~hybridlib.compare.verdicts`' rows, in order, with the figures it came out better
+    and worse on and the differences, e.g. 'hybrid(0.5) vs sum better on XQuAD-R mono +.025, MLQA-R mono +.031,
+    worse on XQuAD-R multi -.005'; one that is neither reads ``neither`` in their place, or is left out."""
+    found = []
+    for (a, b), c in verdicts.groupby(["a", "b"], sort=False):
+        said = ", ".join(f"{word} on " + ", ".join(f"{short_label(r.figure)} {number(r.figure, r.diff, signed=True)}"
+                                                   for r in c[c.verdict == word].itertuples())
+                         for word in ("better", "worse") if (c.verdict == word).any()) or neither
+        if said:
+            found.append(f"{comparison(a, b)} {said}")
+    return found
 
 
 def by_kind(rows: pd.DataFrame) -> list[tuple[pd.DataFrame, str]]:
@@ -272,14 +277,13 @@ def agreement(logs: pd.DataFrame) -> str:
 
 
 def by_regime(verdicts: pd.DataFrame, question: str) -> str:
-    """The outcome (:func:`outcome`) of each comparison of ``question`` in every regime it was run in (the
+    """The outcome (:func:`outcomes`) of each comparison of ``question`` in every regime it was run in (the
     questions named ``question``, then a regime in brackets), e.g. 'the profile's own regime: xx vs xy better on
     XQuAD-R mono +.025; budget=4.1: xx vs xy better on XQuAD-R mono +.012, worse on XQuAD-R cross -.007'."""
     parts = []
     for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
         regime = q[len(question):].strip(" ()") or "the profile's own regime"
-        found = [f"{comparison(a, b)} {outcome(c) or 'neither better nor worse'}" for (a, b), c in v.groupby(["a", "b"], sort=False)]
-        parts.append(f"{regime}: {', '.join(found)}")
+        parts.append(f"{regime}: {', '.join(outcomes(v, neither='neither better nor worse'))}")
     return "; ".join(parts) or "not run yet"
 
 
