@@ -82,7 +82,10 @@ def command(args) -> int:
         grid = progress(profile, args.runs_dir)
         print(f"\n{grid.to_string()}\n{(grid == 'done').to_numpy().sum()} of {(grid != '').to_numpy().sum()} "
               "runs done (trained and evaluated)")
-        print(estimate(profile, args.runs_dir, [n for n, s in status.items() if s.startswith("would run")]))
+        maybe = [n for n, s in status.items() if s == "would run: if its inputs change"]
+        sure = [n for n, s in status.items() if s.startswith("would run") and n not in maybe]
+        print(estimate(profile, args.runs_dir, sure) + (
+            f"; {len(maybe)} more, done now, run again only if what they read changes" if maybe else ""))
     failed = [n for n, s in status.items() if s.startswith("failed")]
     if failed:
         print(f"{len(failed)} task(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -184,6 +184,17 @@ def test_a_changed_setting_reruns_its_stage_and_what_follows_only(runs):
     assert plan["01_data.ipynb -> data"] == "would run: settings changed (heldout_fraction)"
 
 
+def test_the_dry_run_estimate_leaves_out_tasks_that_run_only_if_their_inputs_change(runs, capsys):
+    """A fresh clone writes notebook 01's pairs again; the runs after it stay done if they come out the same."""
+    from hybridlib.__main__ import main
+    with altered(runs / "smoke" / "data" / "train_pairs.parquet", None):
+        maybe = sum(s == "would run: if its inputs change" for s in plan_of(runs).values())
+        assert main(["run", "--profile", "smoke", "--runs-dir", str(runs), "--dry-run"]) == 0
+    assert maybe > 10
+    assert re.search(rf"\n1 task\(s\) would run, 0 of them training; about [\d.]+ hours .*; {maybe} more, done now, "
+                     "run again only if what they read changes", capsys.readouterr().out)
+
+
 def test_a_changed_input_reruns_the_tasks_that_read_it(runs):
     summary = runs / "smoke" / "bm25-s0" / ".03_evaluate.json"
 
