@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hybridlib.store import machine  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -64,12 +64,6 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, on: str = "cpu") -> float:
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def machine() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or platform.machine(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def save(name: str, result: dict) -> None:

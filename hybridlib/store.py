@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def code_version() -> str:
     return __version__
 
 
+def machine() -> dict:
+    """Where a result was computed, which its timings depend on: the CPU and the vector instructions torch
+    uses on it (a 2-core AVX2 machine trains about 3x slower than a 2-core AVX-512 one), threads, GPU."""
+    import platform
+
+    import torch
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def data_checksums(datasets, data_dir=None) -> dict[str, str]:
     """SHA-256 (first 16 hex digits) of every benchmark file of ``datasets``, by path relative to the data dir."""
     out = {}
@@ -75,8 +91,8 @@ def data_checksums(datasets, data_dir=None) -> dict[str, str]:
 
 def provenance(encoder, profile, seed, datasets, data_dir=None) -> dict:
     """What a results file needs to be traced back: code, model and its weights (none before a model is
-    involved), data, profile, seed."""
+    involved), data, profile, seed, and the machine that computed it."""
     import dataclasses
     model = {} if encoder is None else {"model": encoder.name, "weights_sha256": encoder.weights_hash()}
     return {"code_version": code_version(), **model, "data_sha256": data_checksums(datasets, data_dir),
-            "profile": dataclasses.asdict(profile), "seed": seed}
+            "profile": dataclasses.asdict(profile), "seed": seed, "machine": machine()}

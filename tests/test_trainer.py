@@ -216,8 +216,10 @@ def test_same_profile_and_seed_give_bit_identical_weights_and_results(data_out, 
     assert sa["weights_sha256"] == sb["weights_sha256"] and all(torch.equal(pa[k], pb[k]) for k in pa)
     assert la.drop(columns=["seconds", "pairs_per_s"]).equals(lb.drop(columns=["seconds", "pairs_per_s"]))
     assert qa.equals(qb)
-    for key in ("code_version", "model", "weights_sha256", "data_sha256", "profile", "seed"):
+    for key in ("code_version", "model", "weights_sha256", "data_sha256", "profile", "seed", "machine"):
         assert key in sa, key
+    assert sa["machine"]["threads"] == torch.get_num_threads() and sa["machine"]["cores"] == os.cpu_count()
+    assert sa["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert sa["seed"] == 7 and sa["profile"]["name"] == "smoke" and sa["model"].startswith("embedded:")
 
 
