@@ -66,12 +66,14 @@ def code_version() -> str:
 
 def machine() -> dict:
     """Where a result was computed, which its timings depend on: the CPU and the vector instructions torch
-    uses on it (a 2-core AVX2 machine trains about 3x slower than a 2-core AVX-512 one), threads, GPU."""
+    uses on it (the study's runs took 2.5-3x as long on a 2-core AVX2-only CPU as on the one before), threads,
+    GPU."""
     import platform
 
     import torch
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
