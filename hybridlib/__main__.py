@@ -71,7 +71,7 @@ def command(args) -> int:
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
         print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
-    from .pipeline import estimate, run
+    from .pipeline import IF_INPUTS_CHANGE, estimate, run
     status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until, seeds=args.seeds,
                  strategies=args.strategies, interim=args.interim)
     width = max(map(len, status))
@@ -82,7 +82,7 @@ def command(args) -> int:
         grid = progress(profile, args.runs_dir)
         print(f"\n{grid.to_string()}\n{(grid == 'done').to_numpy().sum()} of {(grid != '').to_numpy().sum()} "
               "runs done (trained and evaluated)")
-        maybe = [n for n, s in status.items() if s == "would run: if its inputs change"]
+        maybe = [n for n, s in status.items() if s == IF_INPUTS_CHANGE]
         sure = [n for n, s in status.items() if s.startswith("would run") and n not in maybe]
         print(estimate(profile, args.runs_dir, sure) + (
             f"; {len(maybe)} more, done now, run again only if what they read changes" if maybe else ""))

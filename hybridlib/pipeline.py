@@ -122,6 +122,9 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     return f"done in {time.perf_counter() - start:.0f} s"
 
 
+IF_INPUTS_CHANGE = "would run: if its inputs change"  # a done task after one that would run
+
+
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
         data_dir: str = "", progress: bool = True, until: str | None = None, seeds: list[int] | None = None,
         strategies: list[str] | None = None, interim: bool = False) -> dict[str, str]:
@@ -165,7 +168,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
             adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
             out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
                 f"would run: {reasons[t.name]}" if reasons[t.name] else \
-                "would run: if its inputs change" if pending else "skipped (done)"
+                IF_INPUTS_CHANGE if pending else "skipped (done)"
         return out
     logging.getLogger("papermill").setLevel(logging.WARNING)
     with locked(profile_file.parent / ".lock", "another pipeline is running on this results directory"):

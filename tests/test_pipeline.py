@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 
-from hybridlib.pipeline import PipelineLocked, run
+from hybridlib.pipeline import IF_INPUTS_CHANGE, PipelineLocked, run
 
 from .conftest import needs_data
 
@@ -188,7 +188,7 @@ def test_the_dry_run_estimate_leaves_out_tasks_that_run_only_if_their_inputs_cha
     """A fresh clone writes notebook 01's pairs again; the runs after it stay done if they come out the same."""
     from hybridlib.__main__ import main
     with altered(runs / "smoke" / "data" / "train_pairs.parquet", None):
-        maybe = sum(s == "would run: if its inputs change" for s in plan_of(runs).values())
+        maybe = sum(s == IF_INPUTS_CHANGE for s in plan_of(runs).values())
         assert main(["run", "--profile", "smoke", "--runs-dir", str(runs), "--dry-run"]) == 0
     assert maybe > 10
     assert re.search(rf"\n1 task\(s\) would run, 0 of them training; about [\d.]+ hours .*; {maybe} more, done now, "
