@@ -268,6 +268,11 @@ def number(figure: str, v: float, signed: bool = False) -> str:
     return f"{v:{'+' if signed and v else ''}.{digits}f}".replace("0.", ".", 1)
 
 
+def interval(figure: str, lo: float, hi: float) -> str:
+    """A difference's interval as the tables show it, e.g. '[-.004, +.006]' or '[-9, +15]'."""
+    return f"[{number(figure, lo, True)}, {number(figure, hi, True)}]"
+
+
 def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
     """Each testable claim with the paper's own difference, the measured one (mean over seeds, 95% interval)
     and its verdict: 'supported' when the four-way verdict says a is better than b (Holm over the claims),
@@ -286,8 +291,7 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 100
         table = table.merge(tested[["a", "b", "figure", "diff", "lo", "hi", "seeds", "p_holm", "verdict"]],
                             on=["a", "b", "figure"], how="left")
         table.loc[table.run, "evidence"] = [
-            f"{r.a} - {r.b} on {r.figure}: {number(r.figure, r.diff, True)} [{number(r.figure, r.lo, True)}, "
-            f"{number(r.figure, r.hi, True)}], "
+            f"{r.a} - {r.b} on {r.figure}: {number(r.figure, r.diff, True)} {interval(r.figure, r.lo, r.hi)}, "
             f"{r.seeds} seed{'s' * (r.seeds > 1)}, Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
         table.loc[table.run, "verdict"] = table.loc[table.run, "verdict"].map(words)
     table.loc[~table.run, "verdict"] = "not run"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hybridlib import analysis
+from hybridlib import analysis, compare
 from hybridlib.losses import info_nce
 
 
@@ -172,6 +172,8 @@ def test_headline_cells_and_verdict_grid_are_one_short_line_each():
     assert list(grid.index.names) == ["question", "comparison"]
     assert [analysis.number("XQuAD-R mono mAP", v, signed=True) for v in (-0.0003, 0.0123, -0.012)] == [".000", "+.012", "-.012"]
     assert [analysis.number("XQuAD-R rank distance", v, signed=True) for v in (-0.4, -12.4)] == ["0", "-12"]
+    assert compare.interval("XQuAD-R mono mAP", -0.0041, 0.00049) == "[-.004, .000]"
+    assert compare.interval("XQuAD-R rank distance", -9.2, 14.6) == "[-9, +15]"
 
 
 def test_info_nce_by_hand():
