@@ -225,8 +225,8 @@ def progress(profile: str | Profile, runs_dir=None) -> pd.DataFrame:
 
 def estimate(profile, runs_dir, names: list[str], reference: Path | None = None) -> str:
     """One line: how many of the profile's tasks would run and about how long they take, scaled from the
-    notebook times measured in ``reference``: by default the profile's own finished runs (this machine's
-    speed, once a slice has run), else the committed cpu run (the embedded model on a 2-core CPU)."""
+    notebook times measured in ``reference``: by default the profile's own finished runs (those made on this
+    machine where there are some), else the committed cpu run (the embedded model on a 2-core CPU)."""
     profile, _, todo = prepare(profile, runs_dir)
     todo = [t for t in todo if t.name in names]
     trained = sum(t.notebook == "02_train.ipynb" for t in todo)
@@ -234,7 +234,8 @@ def estimate(profile, runs_dir, names: list[str], reference: Path | None = None)
         own = Path(runs_dir or default_runs_dir()) / profile.name
         reference = own if any(own.glob("*/02_train.ipynb")) and any(own.glob("*/03_evaluate.ipynb")) \
             else REPO_ROOT / "runs" / "cpu"
-    seconds = estimate_seconds(todo, reference)
+    seconds, here = estimate_seconds(todo, reference)
+    where = f"this machine's {here} notebook time(s)" if here else "no notebook time from this machine yet"
     when = "" if seconds is None else (f"; about {seconds / 3600:.1f} hours at the speed measured in "
-                                       f"{os.path.relpath(reference)}")
+                                       f"{os.path.relpath(reference)} ({where})")
     return f"{len(todo)} task(s) would run, {trained} of them training{when}"

@@ -339,13 +339,34 @@ def analysis_tasks(root: Path, notebooks: Path, evaluated: list[Task]) -> list[T
     return out
 
 
-def estimate_seconds(todo: list[Task], reference: Path) -> float | None:
+MACHINE_RECORDS = {"02 train": "train_summary.json", "03 evaluate": "eval_meta.json"}  # notebook -> its machine record
+
+
+def on_this_machine(times, reference: Path):
+    """Which rows of :func:`~hybridlib.analysis.notebook_durations`' table were measured on this machine, as
+    the run's ``train_summary.json`` or ``eval_meta.json`` records it (a bool per row; older runs record none)."""
+    from .store import machine
+    here = machine()
+
+    def recorded_here(notebook: str, run: str) -> bool:
+        try:
+            return json.loads((reference / run / MACHINE_RECORDS[notebook]).read_text()).get("machine") == here
+        except (KeyError, OSError, ValueError):
+            return False
+    return times.apply(lambda r: recorded_here(r.notebook, r.run), axis=1).astype(bool)
+
+
+def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, int]:
     """Wall time of ``todo`` scaled from the notebook times measured in a finished profile directory
-    (``reference``): training by training pairs, every other notebook by its median; None without one."""
+    (``reference``): training by training pairs, every other notebook by its median; None without one. Where
+    some trainings or evaluations were measured on this machine, only those count for their notebook (a
+    study may run on machines 3x apart); also returns how many did."""
     from .analysis import notebook_durations
     times = notebook_durations(reference) if reference.is_dir() else None
     if times is None or times.empty:
-        return None
+        return None, 0
+    here = on_this_machine(times, reference)
+    times = times[here | ~here.groupby(times.notebook).transform("any")]
     median = times.groupby("notebook")["seconds"].median()
     per_pair = []
     for nb in reference.glob("*/02_train.ipynb"):
@@ -358,7 +379,7 @@ def estimate_seconds(todo: list[Task], reference: Path) -> float | None:
             total += sorted(per_pair)[len(per_pair) // 2] * t.config["budget_pairs"]
         else:
             total += float(median.get(Path(t.notebook).stem.replace("_", " ", 1), 0.0))
-    return total
+    return total, int(here.sum())
 
 
 def adopt(task: Task) -> bool:

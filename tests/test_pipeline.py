@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -193,6 +194,31 @@ def test_the_dry_run_estimate_leaves_out_tasks_that_run_only_if_their_inputs_cha
     assert maybe > 10
     assert re.search(rf"\n1 task\(s\) would run, 0 of them training; about [\d.]+ hours .*; {maybe} more, done now, "
                      "run again only if what they read changes", capsys.readouterr().out)
+
+
+def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
+    """A study may run on machines 3x apart: the trainings recorded on this machine set the speed alone."""
+    from hybridlib.analysis import notebook_durations
+    from hybridlib.runs import estimate_seconds
+    prof = runs / "smoke"
+    todo = [SimpleNamespace(notebook="02_train.ipynb", config={"budget_pairs": 1000})]
+    times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
+    trained = sorted(p.parent.name for p in prof.glob("*/train_summary.json"))
+    per_pair = {r: times["02 train", r] / json.loads((prof / r / "train_summary.json").read_text())["pairs_seen"]
+                for r in trained}
+    measured = len(times.loc[["02 train", "03 evaluate"]])
+    assert len(trained) >= 3 and estimate_seconds(todo, prof) == (
+        pytest.approx(sorted(per_pair.values())[len(trained) // 2] * 1000), measured)
+
+    def elsewhere(b):
+        return json.dumps({**json.loads(b), "machine": {"cpu": "another", "cpu_capability": "AVX512"}}).encode()
+    with contextlib.ExitStack() as stack:
+        for r in trained[1:]:
+            stack.enter_context(altered(prof / r / "train_summary.json", elsewhere))
+        assert estimate_seconds(todo, prof) == (pytest.approx(per_pair[trained[0]] * 1000), measured - len(trained) + 1)
+        stack.enter_context(altered(prof / trained[0] / "train_summary.json", elsewhere))
+        seconds, here = estimate_seconds(todo, prof)  # none here: every training counts again
+    assert (seconds, here) == (pytest.approx(sorted(per_pair.values())[len(trained) // 2] * 1000), measured - len(trained))
 
 
 def test_a_changed_input_reruns_the_tasks_that_read_it(runs):
