@@ -345,8 +345,8 @@ MACHINE_RECORDS = {"02 train": "train_summary.json", "03 evaluate": "eval_meta.j
 def on_this_machine(times, reference: Path):
     """Which rows of :func:`~hybridlib.analysis.notebook_durations`' table were measured on this machine, as
     the run's ``train_summary.json`` or ``eval_meta.json`` records it (a bool per row; older runs record none).
-    This machine means every field of :func:`~hybridlib.store.machine` equal: the same CPU and vector
-    instructions, cores and threads, and the same Python, torch and GPU, all of which move the times."""
+    This machine means every field of :func:`~hybridlib.store.machine` equal (CPU, vector instructions, cores,
+    threads, Python, torch, GPU): a change to any of them counts as another machine."""
     from .store import machine
     here = machine()
 
