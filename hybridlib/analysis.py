@@ -155,6 +155,23 @@ def verdict_counts(verdicts: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()[["question", "comparisons", *VERDICT_MARKS]]
 
 
+def more_seeds(verdicts: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """Per question of :func:`~hybridlib.compare.verdicts`' table, its inconclusive comparisons by what
+    ``horizon`` seeds per strategy would make of them were their means and noise to stay as measured
+    (:func:`~hybridlib.stats.seeds_to_settle`): equivalent, a difference (before Holm) or neither; those on
+    one seed have no spread to project from."""
+    from .stats import seeds_to_settle
+    kinds = ["one seed", "equivalent", "a difference", "neither"]
+    open_ = verdicts[verdicts.verdict == "inconclusive"]
+    settled = [seeds_to_settle(r.diff, r.sd, r.seeds, r.lo90, r.hi90, r.margin, most=horizon) for r in open_.itertuples()]
+    outcome = [kinds[0] if n < 2 else kinds[1] if eq else kinds[2] if diff else kinds[3]
+               for n, (eq, diff) in zip(open_.seeds, settled)]
+    counts = pd.crosstab(pd.Categorical(open_.question, categories=list(dict.fromkeys(verdicts.question))),
+                         pd.Categorical(outcome, categories=kinds), dropna=False)
+    counts = counts.assign(inconclusive=counts.sum(axis=1)).rename_axis(index="question", columns=None)
+    return counts.reset_index()[["question", "inconclusive", *kinds]]
+
+
 def seed_coverage(results: pd.DataFrame, trained_per_seed: int) -> str:
     """How far each seed of a study has come, from its result table: 'seed 0 complete; seed 1: 1 of 28
     trained runs' (the untrained baselines run once and are not counted)."""

@@ -114,6 +114,21 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
         "budget=4.1: xx vs xy neither better nor worse")
 
 
+def test_more_seeds_sorts_the_inconclusive_comparisons_by_what_more_seeds_would_make_of_them():
+    half = 1.6449 * 0.001  # the cases of tests/test_seeds.py::test_seeds_to_settle_by_hand
+    rows = [("vs mixing, equal pairs", "better", 0.02, 0.001, 5, 0.018, 0.022),  # settled: not counted
+            ("vs mixing, equal pairs", "inconclusive", 0.002, 0.0, 5, 0.002 - half, 0.002 + half),  # equivalent at 3
+            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, 0.003, 0.003),  # equivalent at 27, a difference at 18
+            ("vs mixing, equal pairs", "inconclusive", 0.010, 0.006, 5, 0.002, 0.018),  # a difference at 5
+            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, -0.0045, 0.0105),  # never: question noise
+            ("vs mixing, equal steps", "inconclusive", 0.003, np.nan, 1, -0.004, 0.010)]
+    v = pd.DataFrame(rows, columns=["question", "verdict", "diff", "sd", "seeds", "lo90", "hi90"]).assign(margin=0.005)
+    counts = analysis.more_seeds(v, horizon=10).set_index("question")
+    assert counts.loc["vs mixing, equal pairs"].tolist() == [4, 0, 1, 1, 2]  # inconclusive, one seed, =, difference, neither
+    assert counts.loc["vs mixing, equal steps"].tolist() == [1, 1, 0, 0, 0]
+    assert analysis.more_seeds(v, horizon=20).set_index("question").loc["vs mixing, equal pairs"].tolist() == [4, 0, 1, 2, 1]
+
+
 def test_training_effect_seed_spread_and_agreement_by_hand():
     intervals = pd.DataFrame({"strategy": ["zero-shot", "xx", "xy"] * 2,
                               "figure": ["XQuAD-R multi mAP"] * 3 + ["XQuAD-R rank distance"] * 3,
