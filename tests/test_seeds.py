@@ -71,7 +71,6 @@ def test_four_way_verdict_at_its_boundaries(diff, p, equivalent, higher, expecte
     assert verdict4(diff, p, equivalent, higher) == expected
 
 
-
 def test_seeds_to_settle_by_hand():
     from hybridlib.stats import seeds_to_settle
     half = 1.6449 * 0.001  # a 90% interval of +-1.645 x .001: the question groups' noise alone when sd = 0
@@ -81,8 +80,9 @@ def test_seeds_to_settle_by_hand():
     # 1.645 (t / 1.96) .006 / sqrt(n) < .002 first at n = 27 (t = 2.056 on 26 df), and
     # t .006 / sqrt(n) < .003 first at n = 18 (2.110 / sqrt(18) = .497)
     assert seeds_to_settle(0.003, 0.006, 5, 0.003, 0.003, 0.005) == (27, 18)
-    # at 5 seeds the seed part of the variance is (2.776 / 1.96)^2 .006^2 / 5 = (.00537)^2; an interval of
-    # +-.0075 leaves (.00524)^2 to the question groups, which more seeds cannot remove: .003 + 1.645 x .00524 > .005
+    # at 5 seeds the seed part of the variance is (2.776 / 1.96)^2 .006^2 / 5 = (.00380)^2; an interval of
+    # +-.0075, (.0075 / 1.645)^2 = (.00456)^2 in all, leaves (.00252)^2 to the question groups, which more seeds
+    # cannot remove: .003 + 1.645 x .00252 = .0071 > .005, and .003 < 1.96 x .00252 = .0049
     assert seeds_to_settle(0.003, 0.006, 5, 0.003 - 0.0075, 0.003 + 0.0075, 0.005) == (None, None)
     assert seeds_to_settle(0.010, 0.006, 5, 0.002, 0.018, 0.005) == (None, 5)  # past the margin: only a difference
     assert seeds_to_settle(0.003, float("nan"), 1, 0.0, 0.006, 0.005) == (None, None)  # one seed: no spread to project
