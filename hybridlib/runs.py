@@ -360,9 +360,10 @@ def on_this_machine(times, reference: Path):
 
 def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, int]:
     """Wall time of ``todo`` scaled from the notebook times measured in a finished profile directory
-    (``reference``): training by training pairs, every other notebook by its median; None without one. Where
-    some trainings or evaluations were measured on this machine, only those count for their notebook (a
-    study may run on machines 3x apart); also returns how many did."""
+    (``reference``): training by training pairs, at the median speed of the trainings that froze the word
+    embeddings as it does (training them too halves the speed) or of all where none did; every other notebook
+    by its median; None without one. Where some trainings or evaluations were measured on this machine, only
+    those count for their notebook (a study may run on machines 3x apart); also returns how many did."""
     from .analysis import notebook_durations
     times = notebook_durations(reference) if reference.is_dir() else None
     if times is None or times.empty:
@@ -370,15 +371,19 @@ def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, i
     here = on_this_machine(times, reference)
     times = times[here | ~here.groupby(times.notebook).transform("any")]
     median = times.groupby("notebook")["seconds"].median()
-    per_pair = []
+    per_pair: dict = {}  # freeze_embeddings -> seconds per training pair
     for nb in reference.glob("*/02_train.ipynb"):
         summary = json.loads((nb.parent / "train_summary.json").read_text())
         seconds = times[(times.notebook == "02 train") & (times.run == nb.parent.name)]["seconds"]
-        per_pair += [float(seconds.iloc[0]) / summary["pairs_seen"]] if len(seconds) else []
+        if len(seconds):
+            frozen = summary.get("config", {}).get("freeze_embeddings")
+            per_pair.setdefault(frozen, []).append(float(seconds.iloc[0]) / summary["pairs_seen"])
+    every = sum(per_pair.values(), [])
     total = 0.0
     for t in todo:
         if t.notebook == "02_train.ipynb":
-            total += sorted(per_pair)[len(per_pair) // 2] * t.config["budget_pairs"]
+            speeds = sorted(per_pair.get(t.config.get("freeze_embeddings")) or every)
+            total += speeds[len(speeds) // 2] * t.config["budget_pairs"]
         else:
             total += float(median.get(Path(t.notebook).stem.replace("_", " ", 1), 0.0))
     return total, int(here.sum())

@@ -221,6 +221,28 @@ def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
     assert (seconds, here) == (pytest.approx(sorted(per_pair.values())[len(trained) // 2] * 1000), measured - len(trained))
 
 
+def test_the_estimate_times_a_training_by_runs_that_froze_the_embeddings_as_it_does(runs):
+    """Training the word embeddings too (frozen=0) halves the speed: its runs set the speed of such a training."""
+    from hybridlib.analysis import notebook_durations
+    from hybridlib.runs import estimate_seconds
+    prof = runs / "smoke"
+    times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
+    trained = sorted(p.parent.name for p in prof.glob("*/train_summary.json"))
+    per_pair = {r: times["02 train", r] / json.loads((prof / r / "train_summary.json").read_text())["pairs_seen"]
+                for r in trained}
+
+    def unfrozen(b):
+        s = json.loads(b)
+        return json.dumps({**s, "config": {**s["config"], "freeze_embeddings": False}}).encode()
+
+    def todo(frozen):
+        return [SimpleNamespace(notebook="02_train.ipynb", config={"budget_pairs": 1000, "freeze_embeddings": frozen})]
+    with altered(prof / trained[0] / "train_summary.json", unfrozen):
+        assert estimate_seconds(todo(False), prof)[0] == pytest.approx(per_pair[trained[0]] * 1000)
+        rest = sorted(per_pair[r] for r in trained[1:])
+        assert estimate_seconds(todo(True), prof)[0] == pytest.approx(rest[len(rest) // 2] * 1000)
+
+
 def test_a_changed_input_reruns_the_tasks_that_read_it(runs):
     summary = runs / "smoke" / "bm25-s0" / ".03_evaluate.json"
 
