@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .config import ConfigError, Profile, load_profile
 from .paths import (CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir,
                     locked)
-from .runs import Task, adopt, analysis_tasks, clean_notebook, estimate_seconds, tasks
+from .runs import Task, adopt, analysis_tasks, clean_notebook, estimate_seconds, measured_ranges, measured_times, tasks
 from .strategy import Strategy
 
 if TYPE_CHECKING:
@@ -236,6 +236,8 @@ def estimate(profile, runs_dir, names: list[str], reference: Path | None = None)
             else REPO_ROOT / "runs" / "cpu"
     seconds, here = estimate_seconds(todo, reference)
     where = f"this machine's {here} notebook time(s)" if here else "no notebook time from this machine yet"
+    if seconds is not None:
+        where += f": {measured_ranges(measured_times(reference))}"
     when = "" if seconds is None else (f"; about {seconds / 3600:.1f} hours at the speed measured in "
                                        f"{os.path.relpath(reference)} ({where})")
     return f"{len(todo)} task(s) would run, {trained} of them training{when}"

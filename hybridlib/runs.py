@@ -358,35 +358,55 @@ def on_this_machine(times, reference: Path):
     return times.apply(lambda r: recorded_here(r.notebook, r.run), axis=1).astype(bool)
 
 
-def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, int]:
-    """Wall time of ``todo`` scaled from the notebook times measured in a finished profile directory
-    (``reference``): training by training pairs, at the median speed of the trainings that froze the word
-    embeddings as it does (training them too halves the speed) or of all where none did; every other notebook
-    by its median; None without one. Where some trainings or evaluations were measured on this machine, only
-    those count for their notebook (a study may run on machines 3x apart); also returns how many did."""
+def measured_times(reference: Path):
+    """The notebook times an estimate scales from: :func:`~hybridlib.analysis.notebook_durations`' table for a
+    finished profile directory (``reference``), only this machine's rows for a notebook that has some (a study
+    may run on machines 3x apart), with ``here``, and for a training its ``pairs`` and ``frozen`` (word
+    embeddings frozen) from its ``train_summary.json``; None without any."""
     from .analysis import notebook_durations
     times = notebook_durations(reference) if reference.is_dir() else None
     if times is None or times.empty:
-        return None, 0
+        return None
     here = on_this_machine(times, reference)
-    times = times[here | ~here.groupby(times.notebook).transform("any")]
+    times = times.assign(here=here)[here | ~here.groupby(times.notebook).transform("any")]
+    train = times.notebook == "02 train"
+    summary = {r: json.loads((reference / r / "train_summary.json").read_text()) for r in times.run[train]}
+    return times.assign(pairs=times.run.map(lambda r: summary.get(r, {}).get("pairs_seen")).where(train),
+                        frozen=times.run.map(lambda r: summary.get(r, {}).get("config", {}).get("freeze_embeddings"))
+                        .where(train))
+
+
+def measured_ranges(times) -> str:
+    """'02 train, 3,072 pairs 5.5-8.5 min (18); ...': the range of every kind of notebook time in
+    :func:`measured_times`' table, a training's kind being its pairs and whether the embeddings were trained."""
+    def kind(r):
+        if r.notebook != "02 train":
+            return r.notebook
+        return f"{r.notebook}, {int(r.pairs):,} pairs" + (", frozen=0" if r.frozen in (False,) else "")
+    minutes = (times.seconds / 60).groupby(times.apply(kind, axis=1)).agg(["min", "max", "count"])
+    return "; ".join(f"{k} {m['min']:.1f}-{m['max']:.1f} min ({m['count']:.0f})" for k, m in minutes.iterrows())
+
+
+def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, int]:
+    """Wall time of ``todo`` scaled from :func:`measured_times`: training by training pairs, at the median
+    speed of the trainings that froze the word embeddings as it does (training them too halves the speed) or
+    of all where none did; every other notebook by its median; None without any. Also returns how many of
+    the times were measured on this machine."""
+    times = measured_times(reference)
+    if times is None:
+        return None, 0
     median = times.groupby("notebook")["seconds"].median()
-    per_pair: dict = {}  # freeze_embeddings -> seconds per training pair
-    for nb in reference.glob("*/02_train.ipynb"):
-        summary = json.loads((nb.parent / "train_summary.json").read_text())
-        seconds = times[(times.notebook == "02 train") & (times.run == nb.parent.name)]["seconds"]
-        if len(seconds):
-            frozen = summary.get("config", {}).get("freeze_embeddings")
-            per_pair.setdefault(frozen, []).append(float(seconds.iloc[0]) / summary["pairs_seen"])
-    every = sum(per_pair.values(), [])
+    train = times[times.notebook == "02 train"]
+    per_pair = train.seconds / train.pairs
     total = 0.0
     for t in todo:
         if t.notebook == "02_train.ipynb":
-            speeds = sorted(per_pair.get(t.config.get("freeze_embeddings")) or every)
+            same = per_pair[train.frozen == t.config.get("freeze_embeddings")]
+            speeds = sorted(same if len(same) else per_pair)
             total += speeds[len(speeds) // 2] * t.config["budget_pairs"]
         else:
             total += float(median.get(Path(t.notebook).stem.replace("_", " ", 1), 0.0))
-    return total, int(here.sum())
+    return total, int(times.here.sum())
 
 
 def adopt(task: Task) -> bool:

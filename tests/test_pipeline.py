@@ -222,9 +222,10 @@ def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
 
 
 def test_the_estimate_times_a_training_by_runs_that_froze_the_embeddings_as_it_does(runs):
-    """Training the word embeddings too (frozen=0) halves the speed: its runs set the speed of such a training."""
+    """Training the word embeddings too (frozen=0) halves the speed: its runs set the speed of such a training,
+    and the dry run shows the range of each kind of time it scales from."""
     from hybridlib.analysis import notebook_durations
-    from hybridlib.runs import estimate_seconds
+    from hybridlib.runs import estimate_seconds, measured_ranges, measured_times
     prof = runs / "smoke"
     times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
     trained = sorted(p.parent.name for p in prof.glob("*/train_summary.json"))
@@ -241,6 +242,11 @@ def test_the_estimate_times_a_training_by_runs_that_froze_the_embeddings_as_it_d
         assert estimate_seconds(todo(False), prof)[0] == pytest.approx(per_pair[trained[0]] * 1000)
         rest = sorted(per_pair[r] for r in trained[1:])
         assert estimate_seconds(todo(True), prof)[0] == pytest.approx(rest[len(rest) // 2] * 1000)
+        minutes, pairs = times["02 train", trained[0]] / 60, round(times["02 train", trained[0]] / per_pair[trained[0]])
+        ranges = measured_ranges(measured_times(prof)).split("; ")
+    assert f"02 train, {pairs:,} pairs, frozen=0 {minutes:.1f}-{minutes:.1f} min (1)" in ranges
+    evaluate = times["03 evaluate"] / 60
+    assert f"03 evaluate {evaluate.min():.1f}-{evaluate.max():.1f} min ({len(evaluate)})" in ranges
 
 
 def test_a_changed_input_reruns_the_tasks_that_read_it(runs):
