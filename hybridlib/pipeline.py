@@ -234,10 +234,11 @@ def estimate(profile, runs_dir, names: list[str], reference: Path | None = None)
         own = Path(runs_dir or default_runs_dir()) / profile.name
         reference = own if any(own.glob("*/02_train.ipynb")) and any(own.glob("*/03_evaluate.ipynb")) \
             else REPO_ROOT / "runs" / "cpu"
-    seconds, here = estimate_seconds(todo, reference)
+    times = measured_times(reference)
+    seconds, here = estimate_seconds(todo, times)
     where = f"this machine's {here} notebook time(s)" if here else "no notebook time from this machine yet"
-    if seconds is not None:
-        where += f": {measured_ranges(measured_times(reference))}"
+    if times is not None:
+        where += f": {measured_ranges(times)}"
     when = "" if seconds is None else (f"; about {seconds / 3600:.1f} hours at the speed measured in "
                                        f"{os.path.relpath(reference)} ({where})")
     return f"{len(todo)} task(s) would run, {trained} of them training{when}"

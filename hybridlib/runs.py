@@ -387,12 +387,11 @@ def measured_ranges(times) -> str:
     return "; ".join(f"{k} {m['min']:.1f}-{m['max']:.1f} min ({m['count']:.0f})" for k, m in minutes.iterrows())
 
 
-def estimate_seconds(todo: list[Task], reference: Path) -> tuple[float | None, int]:
-    """Wall time of ``todo`` scaled from :func:`measured_times`: training by training pairs, at the median
-    speed of the trainings that froze the word embeddings as it does (training them too halves the speed) or
-    of all where none did; every other notebook by its median; None without any. Also returns how many of
-    the times were measured on this machine."""
-    times = measured_times(reference)
+def estimate_seconds(todo: list[Task], times) -> tuple[float | None, int]:
+    """Wall time of ``todo`` scaled from :func:`measured_times`' table: training by training pairs, at the
+    median speed of the trainings that froze the word embeddings as it does (training them too halves the
+    speed) or of all where none did; every other notebook by its median; None without a table. Also returns
+    how many of the times were measured on this machine."""
     if times is None:
         return None, 0
     median = times.groupby("notebook")["seconds"].median()

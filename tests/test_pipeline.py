@@ -199,7 +199,7 @@ def test_the_dry_run_estimate_leaves_out_tasks_that_run_only_if_their_inputs_cha
 def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
     """A study may run on machines 3x apart: the trainings recorded on this machine set the speed alone."""
     from hybridlib.analysis import notebook_durations
-    from hybridlib.runs import estimate_seconds
+    from hybridlib.runs import estimate_seconds, measured_times
     prof = runs / "smoke"
     todo = [SimpleNamespace(notebook="02_train.ipynb", config={"budget_pairs": 1000})]
     times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
@@ -207,7 +207,7 @@ def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
     per_pair = {r: times["02 train", r] / json.loads((prof / r / "train_summary.json").read_text())["pairs_seen"]
                 for r in trained}
     measured = len(times.loc[["02 train", "03 evaluate"]])
-    assert len(trained) >= 3 and estimate_seconds(todo, prof) == (
+    assert len(trained) >= 3 and estimate_seconds(todo, measured_times(prof)) == (
         pytest.approx(sorted(per_pair.values())[len(trained) // 2] * 1000), measured)
 
     def elsewhere(b):
@@ -215,9 +215,10 @@ def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
     with contextlib.ExitStack() as stack:
         for r in trained[1:]:
             stack.enter_context(altered(prof / r / "train_summary.json", elsewhere))
-        assert estimate_seconds(todo, prof) == (pytest.approx(per_pair[trained[0]] * 1000), measured - len(trained) + 1)
+        assert estimate_seconds(todo, measured_times(prof)) == (
+            pytest.approx(per_pair[trained[0]] * 1000), measured - len(trained) + 1)
         stack.enter_context(altered(prof / trained[0] / "train_summary.json", elsewhere))
-        seconds, here = estimate_seconds(todo, prof)  # none here: every training counts again
+        seconds, here = estimate_seconds(todo, measured_times(prof))  # none here: every training counts again
     assert (seconds, here) == (pytest.approx(sorted(per_pair.values())[len(trained) // 2] * 1000), measured - len(trained))
 
 
@@ -239,9 +240,10 @@ def test_the_estimate_times_a_training_by_runs_that_froze_the_embeddings_as_it_d
     def todo(frozen):
         return [SimpleNamespace(notebook="02_train.ipynb", config={"budget_pairs": 1000, "freeze_embeddings": frozen})]
     with altered(prof / trained[0] / "train_summary.json", unfrozen):
-        assert estimate_seconds(todo(False), prof)[0] == pytest.approx(per_pair[trained[0]] * 1000)
+        seconds, _ = estimate_seconds(todo(False), measured_times(prof))
+        assert seconds == pytest.approx(per_pair[trained[0]] * 1000)
         rest = sorted(per_pair[r] for r in trained[1:])
-        assert estimate_seconds(todo(True), prof)[0] == pytest.approx(rest[len(rest) // 2] * 1000)
+        assert estimate_seconds(todo(True), measured_times(prof))[0] == pytest.approx(rest[len(rest) // 2] * 1000)
         minutes, pairs = times["02 train", trained[0]] / 60, round(times["02 train", trained[0]] / per_pair[trained[0]])
         ranges = measured_ranges(measured_times(prof)).split("; ")
     assert f"02 train, {pairs:,} pairs, frozen=0 {minutes:.1f}-{minutes:.1f} min (1)" in ranges
