@@ -361,7 +361,7 @@ def on_this_machine(times, reference: Path):
 def measured_times(reference: Path):
     """The notebook times an estimate scales from: :func:`~hybridlib.analysis.notebook_durations`' table for a
     finished profile directory (``reference``), only this machine's rows for a notebook that has some (a study
-    may run on machines 3x apart), with ``here``, and for a training its ``pairs`` and ``frozen`` (word
+    may run on machines 2.8x apart), with ``here``, and for a training its ``pairs`` and ``frozen`` (word
     embeddings frozen) from its ``train_summary.json``; None without any."""
     from .analysis import notebook_durations
     times = notebook_durations(reference) if reference.is_dir() else None
