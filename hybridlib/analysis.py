@@ -172,13 +172,18 @@ def more_seeds(verdicts: pd.DataFrame, horizon: int) -> pd.DataFrame:
     return counts.reset_index()[["question", "inconclusive", *kinds]]
 
 
-def seed_coverage(results: pd.DataFrame, trained_per_seed: int) -> str:
-    """How far each seed of a study has come, from its result table: 'seed 0 complete; seed 1: 1 of 28
-    trained runs' (the untrained baselines run once and are not counted)."""
+def coverage(results: pd.DataFrame, trained_per_seed: int, expected: int) -> str:
+    """How far a study has come, from its result table: 'all 142 runs committed, 5 seeds per trained
+    strategy', or while runs are missing 'as it stands, 3 of 142 runs committed (seed 0 complete; seed 1: 1 of
+    28 trained runs); the figures below move as the rest land' (the untrained baselines run once and are not
+    counted per seed)."""
     trained = results[[Strategy.parse(s).trains for s in results["strategy"]]]
-    done = trained.groupby("seed")["run"].nunique()
-    return "; ".join(f"seed {seed} complete" if n == trained_per_seed else f"seed {seed}: {n} of {trained_per_seed} trained runs"
-                     for seed, n in done.items())
+    done, runs = trained.groupby("seed")["run"].nunique(), results["run"].nunique()
+    if runs == expected:
+        return f"all {runs} runs committed, {len(done)} seed{'s' * (len(done) != 1)} per trained strategy"
+    seeds = "; ".join(f"seed {seed} complete" if n == trained_per_seed else f"seed {seed}: {n} of {trained_per_seed} trained runs"
+                      for seed, n in done.items())
+    return f"as it stands, {runs} of {expected} runs committed ({seeds}); the figures below move as the rest land"
 
 
 def glue(name: str, value) -> None:

@@ -148,10 +148,13 @@ def test_training_effect_seed_spread_and_agreement_by_hand():
     assert analysis.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
 
 
-def test_seed_coverage_counts_trained_runs_per_seed():
+def test_coverage_counts_trained_runs_per_seed_until_the_study_is_complete():
     results = pd.DataFrame({"strategy": ["zero-shot", "xx", "xx", "xy", "xx", "xx"], "seed": [0, 0, 0, 0, 1, 1],
                             "run": ["zero-shot-s0", "xx-s0", "xx-s0", "xy-s0", "xx-s1", "xx-s1"]})
-    assert analysis.seed_coverage(results, 2) == "seed 0 complete; seed 1: 1 of 2 trained runs"
+    assert analysis.coverage(results, 2, 5) == ("as it stands, 4 of 5 runs committed (seed 0 complete; seed 1: 1 of 2 "
+                                                "trained runs); the figures below move as the rest land")
+    complete = pd.concat([results, pd.DataFrame({"strategy": ["xy"], "seed": [1], "run": ["xy-s1"]})])
+    assert analysis.coverage(complete, 2, 5) == "all 5 runs committed, 2 seeds per trained strategy"
 
 
 def test_glue_records_text_and_tables_for_other_pages_under_myst_nbs_protocol(monkeypatch):
