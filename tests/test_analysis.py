@@ -148,6 +148,19 @@ def test_training_effect_seed_spread_and_agreement_by_hand():
     assert analysis.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
 
 
+def test_option_effect_pairs_each_run_with_the_same_strategy_and_seed_without_the_option():
+    def runs(seeds, values):  # one question group: each seed's figure is its sum over its weight
+        return np.array(seeds), np.array([values]) * 2.0, np.full((1, len(seeds)), 2.0)
+    sums = {"XQuAD-R mono mAP": {"xx": runs([0, 1], [0.70, 0.80]), "xx(frozen=0)": runs([1, 2], [0.8012, 0.9]),
+                                 "xy": runs([0], [0.75]), "xy(frozen=0)": runs([0], [0.7496]),
+                                 "hybrid(0.5, frozen=0)": runs([0], [0.1])},  # no hybrid(0.5) to pair with
+            "XQuAD-R rank distance": {"xx": runs([0, 1], [100, 200]), "xx(frozen=0)": runs([1, 2], [200.5, 300]),
+                                      "xy": runs([0], [150]), "xy(frozen=0)": runs([0], [148.5])}}
+    assert analysis.option_effect(sums, "frozen") == ("at most .0012 in mAP or MRR@10 (median .0008) and 1.5 in rank "
+                                                      "distance (median 1.0), over 2 pairs of runs")
+    assert analysis.option_effect(sums, "lr") == "not run"
+
+
 def test_coverage_counts_trained_runs_per_seed_until_the_study_is_complete():
     results = pd.DataFrame({"strategy": ["zero-shot", "xx", "xx", "xy", "xx", "xx"], "seed": [0, 0, 0, 0, 1, 1],
                             "run": ["zero-shot-s0", "xx-s0", "xx-s0", "xy-s0", "xx-s1", "xx-s1"]})
