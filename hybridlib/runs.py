@@ -339,23 +339,14 @@ def analysis_tasks(root: Path, notebooks: Path, evaluated: list[Task]) -> list[T
     return out
 
 
-MACHINE_RECORDS = {"02 train": "train_summary.json", "03 evaluate": "eval_meta.json"}  # notebook -> its machine record
-
-
-def on_this_machine(times, reference: Path):
+def on_this_machine(times):
     """Which rows of :func:`~hybridlib.analysis.notebook_durations`' table were measured on this machine, as
-    the run's ``train_summary.json`` or ``eval_meta.json`` records it (a bool per row; older runs record none).
-    This machine means every field of :func:`~hybridlib.store.machine` equal (CPU, vector instructions, cores,
-    threads, Python, torch, GPU): a change to any of them counts as another machine."""
+    the run records it (older runs record none). This machine means every field of
+    :func:`~hybridlib.store.machine` equal (CPU, vector instructions, cores, threads, Python, torch, GPU): a
+    change to any of them counts as another machine."""
     from .store import machine
     here = machine()
-
-    def recorded_here(notebook: str, run: str) -> bool:
-        try:
-            return json.loads((reference / run / MACHINE_RECORDS[notebook]).read_text()).get("machine") == here
-        except (KeyError, OSError, ValueError):
-            return False
-    return times.apply(lambda r: recorded_here(r.notebook, r.run), axis=1).astype(bool)
+    return times.machine.map(lambda m: m == here).astype(bool)
 
 
 def measured_times(reference: Path):
@@ -367,7 +358,7 @@ def measured_times(reference: Path):
     times = notebook_durations(reference) if reference.is_dir() else None
     if times is None or times.empty:
         return None
-    here = on_this_machine(times, reference)
+    here = on_this_machine(times)
     times = times.assign(here=here)[here | ~here.groupby(times.notebook).transform("any")]
     train = times.notebook == "02 train"
     summary = {r: json.loads((reference / r / "train_summary.json").read_text()) for r in times.run[train]}

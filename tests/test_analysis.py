@@ -62,13 +62,21 @@ def test_conflict_share_counts_negative_cosines_only():
     assert t.index.tolist() == ["xx", "sum"]  # display order: samplers before mixing
 
 
-def test_notebook_durations_read_papermill_metadata(tmp_path):
-    for rel, seconds in (("xx-s0/02_train.ipynb", 12.5), ("xx-s0/03_evaluate.ipynb", 30.0), ("05_compare.ipynb", None)):
+def test_notebook_durations_read_papermill_metadata_and_the_machine_each_run_records(tmp_path):
+    for rel, seconds in (("xx-s0/02_train.ipynb", 5400.0), ("xx-s0/03_evaluate.ipynb", 1800.0),
+                         ("xy-s0/02_train.ipynb", 3600.0), ("05_compare.ipynb", 360.0), ("06_performance.ipynb", None)):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}, "cells": []}))
+    xeon = {"cpu": "Xeon", "cpu_capability": "AVX512", "cores": 2}
+    (tmp_path / "xx-s0" / "train_summary.json").write_text(json.dumps({"machine": xeon}))
+    (tmp_path / "xx-s0" / "eval_meta.json").write_text(json.dumps({"machine": None}))  # recorded before machines were
     t = analysis.notebook_durations(tmp_path)
-    assert t.to_dict("records") == [{"notebook": "02 train", "run": "xx-s0", "seconds": 12.5},
-                                    {"notebook": "03 evaluate", "run": "xx-s0", "seconds": 30.0}]
+    assert t.to_dict("records") == [{"notebook": "05 compare", "run": tmp_path.name, "seconds": 360.0, "machine": None},
+                                    {"notebook": "02 train", "run": "xx-s0", "seconds": 5400.0, "machine": xeon},
+                                    {"notebook": "03 evaluate", "run": "xx-s0", "seconds": 1800.0, "machine": None},
+                                    {"notebook": "02 train", "run": "xy-s0", "seconds": 3600.0, "machine": None}]
+    assert analysis.hours_by_machine(t) == ("3.1 notebook hours (trainings 2.5, evaluations 0.5): 1.5 in runs that record "
+                                            "no machine (1 trainings, 1 evaluations); 1.5 on Xeon, AVX512 (1 trainings)")
     (tmp_path / "xx-s0" / "02_train.ipynb").write_text("")
     with pytest.raises(ValueError, match="02_train.ipynb: unreadable executed notebook"):
         analysis.notebook_durations(tmp_path)
