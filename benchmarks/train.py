@@ -4,7 +4,7 @@ threads; each run in a fresh process (so its peak memory is its own), alternatin
 both show the work is the same. Also hybridlib with one padded batch per side (``length_chunks=1``, what
 sentence-transformers computes), the FLOP/s of a step against the machine's matmul peak, and a gradient-mixing
 step against two plain steps on the same two batches. ``--device cuda`` runs every side on the GPU, with
-the batch size of ``--batch`` (default 32)."""
+the batch size of ``--batch`` (default 32). ``BENCH_ROUNDS`` sets the number of rounds (default 3)."""
 import os
 import statistics
 import sys
@@ -23,7 +23,9 @@ DEVICE = device()
 B = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 32
 # a GPU step is short: more of them, the first (warm-up) left out of every timing
 STEPS, QLEN, PLEN = (2 if os.environ.get("BENCH_QUICK") else 8 if DEVICE == "cpu" else 16), 64, 128
-ROUNDS = 1 if os.environ.get("BENCH_QUICK") else 3
+ROUNDS = 1 if os.environ.get("BENCH_QUICK") else int(os.environ.get("BENCH_ROUNDS", 3))
+# results/train[_cuda].json holds the device's usual batch (32 on a CPU, 128 on a GPU); another batch adds _b<B>
+NAME = "train" if B == (32 if DEVICE == "cpu" else 128) else f"train_b{B}"
 
 
 def pairs_and_batches():
@@ -197,7 +199,7 @@ def main():
     step_s = {k: statistics.median(v) / (STEPS - 1) for k, v in seconds.items()}
     mixing = fresh(mixing_overhead)
     ops = fresh(op_profile)
-    save("train", {
+    save(NAME, {
         "batch_size": B, "steps": STEPS, "rounds": ROUNDS, "max_lengths": [QLEN, PLEN], "frozen_word_embeddings": True,
         "length_chunks": 4, "pairs_per_s": per_s, "raw_seconds": seconds,
         "speedup_over_sentence_transformers": statistics.median(ratio("hybridlib", "sentence_transformers")),

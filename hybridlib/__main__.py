@@ -23,6 +23,9 @@ def main(argv=None) -> int:
                    help="only the runs of these strategies (a slice of a long study; analysis notebooks wait)")
     r.add_argument("--interim", action="store_true",
                    help="only the analysis notebooks, over the runs finished so far (a long study's answer as it stands)")
+    r.add_argument("--jobs", default="1", metavar="K",
+                   help="run K tasks at once (trainings, then the evaluations they feed), on one GPU or on the CPU "
+                        "cores shared out between them; 'auto' picks K from the device's memory and cores (default: 1)")
     r.add_argument("--adopt", action="store_true",
                    help="record runs whose outputs exist but that have no manifest (written before manifests "
                         "were kept) as done with the current settings, instead of running them again")
@@ -71,9 +74,9 @@ def command(args) -> int:
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
         print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
-    from .pipeline import IF_INPUTS_CHANGE, estimate, run
+    from .pipeline import IF_INPUTS_CHANGE, estimate, parse_jobs, run
     status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until, seeds=args.seeds,
-                 strategies=args.strategies, interim=args.interim)
+                 strategies=args.strategies, interim=args.interim, jobs=parse_jobs(args.jobs))
     width = max(map(len, status))
     for name, s in status.items():
         print(f"{name:<{width}}  {s}")

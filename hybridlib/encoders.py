@@ -121,13 +121,17 @@ class Encoder(nn.Module):
 
     def embed(self, texts: list[str], kind: str, max_length: int | None = None, chunks: int = 1
               ) -> tuple[torch.Tensor, int]:
-        """Embeddings (B, D) of ``texts`` with gradients (training), and the number of real tokens. The texts
-        are sorted by token length and cut into ``chunks`` groups, each padded only to its own longest text:
-        the same embeddings as one padded batch (padding is masked out), with about half the padding computed
-        on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it. Chunks
-        pay on a CPU, where time follows the tokens computed; a GPU computes one padded batch in about the time
-        of a chunk, so there the batch is never cut."""
-        ids = self.tokenize(texts, kind, max_length)
+        """Embeddings (B, D) of ``texts`` with gradients (training), and the number of real tokens: see
+        :meth:`embed_ids`."""
+        return self.embed_ids(self.tokenize(texts, kind, max_length), chunks)
+
+    def embed_ids(self, ids: list[list[int]], chunks: int = 1) -> tuple[torch.Tensor, int]:
+        """Embeddings (B, D) of tokenised texts with gradients (training), and the number of real tokens. The
+        texts are sorted by token length and cut into ``chunks`` groups, each padded only to its own longest
+        text: the same embeddings as one padded batch (padding is masked out), with about half the padding
+        computed on short-text batches. ``chunks=1`` is one padded batch, as sentence-transformers computes it.
+        Chunks pay on a CPU, where time follows the tokens computed; a GPU computes one padded batch in about
+        the time of a chunk, so there the batch is never cut."""
         tokens = sum(map(len, ids))
         if self.device.type != "cpu" or chunks == 1:
             return self(*self.pad(ids)), tokens

@@ -61,21 +61,29 @@ def plan(todo: list[Task]) -> tuple[dict[str, str | None], set[str]]:
     return reasons, forced
 
 
-def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path) -> None:
+def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path, threads: int | None = None) -> None:
     """papermill with a kernel that talks to this process over Unix sockets in the temporary directory: no
     TCP ports, no 'Kernel is running over TCP without encryption' warning per task; the socket files are
-    removed afterwards."""
+    removed afterwards. ``threads`` caps the kernel's CPU threads (torch, BLAS, the tokenizer) when several
+    tasks share the machine."""
     import glob
     import tempfile
+    import threading
 
     import papermill
     from jupyter_client.manager import AsyncKernelManager
 
-    ipc = os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}")
+    ipc = os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}-{threading.get_ident()}")
+    env = {**os.environ, **thread_env(threads)} if threads else None
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(transport="ipc", ip=ipc, **kwargs)
+
+        async def _async_pre_start_kernel(self, **kw):
+            if env is not None:
+                kw["env"] = env
+            return await super()._async_pre_start_kernel(**kw)
     try:
         papermill.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(cwd), progress_bar=False,
                                    kernel_name="python3", language="python", kernel_manager_class=IPCKernelManager)
@@ -84,8 +92,43 @@ def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path) -> None:
             os.unlink(socket)
 
 
-def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
-    """Run one task's notebook in ``cwd``; record it as done; its status line."""
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that holds a process to ``threads`` CPU threads."""
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")} | \
+        {"TOKENIZERS_PARALLELISM": "true" if threads > 1 else "false"}
+
+
+GPU_GB_PER_JOB = 4  # a study run peaks at 2-3 GB of GPU memory, the CUDA context included
+
+
+def auto_jobs() -> int:
+    """How many tasks a machine runs at once: on a GPU, as many as its free memory holds at
+    ``GPU_GB_PER_JOB`` each, at most one per CPU core (each job's kernel tokenises and steers its GPU work on
+    a core); on a CPU, one per 4 cores (a training scales to about 4 threads)."""
+    cores = os.cpu_count() or 1
+    import torch
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return max(1, min(cores, int(free / 2**30 // GPU_GB_PER_JOB)))
+    return max(1, cores // 4)
+
+
+def parse_jobs(value: str | int) -> int:
+    """``--jobs``: a positive count or ``auto`` (:func:`auto_jobs`)."""
+    if value == "auto":
+        return auto_jobs()
+    try:
+        jobs = int(value)
+    except (TypeError, ValueError):
+        jobs = 0
+    if jobs < 1:
+        raise ConfigError(f"--jobs {value!r}: a positive number of tasks at once, or 'auto'")
+    return jobs
+
+
+def execute(t: Task, cwd: Path = NOTEBOOKS, threads: int | None = None) -> str:
+    """Run one task's notebook in ``cwd`` (its kernel held to ``threads`` CPU threads); record it as done; its
+    status line."""
     from papermill.exceptions import PapermillExecutionError
 
     t.out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +145,7 @@ def execute(t: Task, cwd: Path = NOTEBOOKS) -> str:
     tmp = t.out_dir / f".{Path(t.notebook).stem}.running.ipynb"
     start = time.perf_counter()
     try:
-        _run_notebook(NOTEBOOKS / t.notebook, tmp, t.parameters, cwd)
+        _run_notebook(NOTEBOOKS / t.notebook, tmp, t.parameters, cwd, threads)
     except Exception as e:  # a failed run is reported with the notebook's own error; the others go on
         failed = t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb"
         if tmp.exists():
@@ -127,17 +170,25 @@ IF_INPUTS_CHANGE = "would run: if its inputs change"  # a done task after one th
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
         data_dir: str = "", progress: bool = True, until: str | None = None, seeds: list[int] | None = None,
-        strategies: list[str] | None = None, interim: bool = False) -> dict[str, str]:
+        strategies: list[str] | None = None, interim: bool = False, jobs: int = 1,
+        threads: int | None = None) -> dict[str, str]:
     """Execute every task of the profile that is not done; returns task name -> status ('done in N s',
     'skipped (done)', 'adopted', 'failed: ...', 'not run: ...', or with ``dry_run`` 'would run: why').
     ``until`` (a notebook, e.g. ``03_evaluate``) leaves out the notebooks after it. ``seeds`` and
     ``strategies`` select the runs of a slice of a long study (notebook 01, then those runs' training and
     evaluation; the analysis notebooks wait for a run without them); the profile, and the resolved file
     the notebooks read, stay whole. ``interim``: the analysis notebooks only, over the runs finished so far
-    (a long study's answer as it stands; it runs again as more runs land)."""
+    (a long study's answer as it stands; it runs again as more runs land). ``jobs``: tasks at once, each in
+    its own kernel (trainings, and the evaluations they feed as soon as they are trained; on one GPU or on
+    the CPU cores), with ``threads`` CPU threads each (default: the cores shared out, ``cores // jobs``; one
+    job keeps the machine's default). Progress, failures and resumability are per task, as with one job.
+    On a CPU the thread count changes results in the last bits; at the same thread count, any ``jobs``
+    writes the same outputs."""
     if data_dir and not Path(data_dir).is_dir():
         raise ConfigError(f"data directory {data_dir!r}: no such directory")
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
+    if jobs > 1 and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     if until:
         stems = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
         if until not in stems:
@@ -176,31 +227,68 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         if not profile_file.is_file() or profile_file.read_text() != text:
             atomic_write_text(profile_file, text)
         reasons, forced = plan(todo)
-        status, failed, candidates = {}, set(), []
+        candidates = []
         for t in todo:
             if reasons[t.name] or any(u in candidates for u in t.upstream):
                 candidates.append(t)
         bar = tqdm(total=len(candidates), desc=f"profile {profile.name}", unit="task", disable=not progress)
-        for t in todo:
-            blocked = [u.name for u in t.upstream if u.name in failed]
+        cwd, status = workdir(profile_file.parent.parent), {}
+
+        def settle(t: Task) -> str:
+            """One task's status: not run (an upstream task failed), adopted, skipped (done) or executed."""
+            blocked = [u.name for u in t.upstream if status.get(u.name, "").startswith(("failed", "not run"))]
             if blocked:
-                status[t.name], _ = f"not run: {blocked[0]} failed", failed.add(t.name)
-            elif adopt_existing and adopt(t):
-                status[t.name] = "adopted"
-            elif t.name not in forced and t.check() is None:  # checked now: what ran before may have
-                status[t.name] = "skipped (done)"                # reproduced the inputs it read
-            else:
-                bar.set_postfix_str(t.name)
-                status[t.name] = execute(t, workdir(profile_file.parent.parent))
-                if status[t.name].startswith("failed"):
-                    failed.add(t.name)
-                    log.error("%s %s", t.name, status[t.name])
-            if not profile.keep_models and "model" in t.needs and status[t.name].startswith(("done", "skipped", "adopted")):
+                return f"not run: {blocked[0]} failed"
+            if adopt_existing and adopt(t):
+                return "adopted"
+            if t.name not in forced and t.check() is None:  # checked now: what ran before may have
+                return "skipped (done)"                      # reproduced the inputs it read
+            result = execute(t, cwd, threads)
+            if result.startswith("failed"):
+                log.error("%s %s", t.name, result)
+            return result
+
+        def settled(t: Task, result: str) -> None:
+            status[t.name] = result
+            if not profile.keep_models and "model" in t.needs and result.startswith(("done", "skipped", "adopted")):
                 shutil.rmtree(t.out_dir / "model", ignore_errors=True)  # evaluated: nothing reads the model again
             if t in candidates:
                 bar.update(1)
+
+        for t, result in schedule(todo, settle, jobs, lambda running: bar.set_postfix_str(", ".join(running))):
+            settled(t, result)
         bar.close()
-    return status
+    return {t.name: status[t.name] for t in todo}
+
+
+def schedule(todo: list[Task], settle, jobs: int = 1, show=lambda running: None):
+    """Settle every task of ``todo`` (``settle(task) -> status``), at most ``jobs`` at once, each once its
+    upstream tasks in ``todo`` are settled; the earliest ready task in ``todo``'s order goes first, so an
+    evaluation starts as soon as its training ends. Yields (task, status) as each ends, in the main thread;
+    ``show`` is told the names of the tasks running whenever that changes. One job: ``todo``'s order, in this
+    thread."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    if jobs == 1:
+        for t in todo:
+            show([t.name])
+            yield t, settle(t)
+        return
+
+    names, waiting, done, running = {t.name for t in todo}, list(todo), set(), {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while waiting or running:
+            for t in [t for t in waiting if all(u.name in done or u.name not in names for u in t.upstream)]:
+                if len(running) == jobs:
+                    break
+                waiting.remove(t)
+                running[pool.submit(settle, t)] = t
+                show([r.name for r in running.values()])
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in [f for f in running if f in finished]:  # in submission order
+                t = running.pop(future)
+                done.add(t.name)
+                yield t, future.result()
 
 
 def progress(profile: str | Profile, runs_dir=None) -> pd.DataFrame:

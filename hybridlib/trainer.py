@@ -135,6 +135,11 @@ class Trainer:
         steps, warm = self.steps, max(1, int(c.warmup * self.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+        # Tokenised once: a step only pads its rows (a GPU step would otherwise wait for the tokenizer)
+        texts = {"question": "query", "passage": "passage", **({"negative": "passage"} if c.hard_negatives else {})}
+        self.ids = {col: encoder.tokenize(self.pairs[col].tolist(), kind,
+                                          c.max_query_length if kind == "query" else c.max_passage_length)
+                    for col, kind in texts.items()}
         self.step, self.saved_step, self.tokens, self.stalled = 0, 0, 0, 0
         self.chance = math.log(c.batch_size * (2 if c.hard_negatives else 1))  # InfoNCE of a uniform guess
 
@@ -142,43 +147,47 @@ class Trainer:
     def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:
         """InfoNCE of a batch slice (rows of the pair table), over the global batch; and its token count."""
         c, enc = self.profile, self.encoder
-        batch = self.pairs.iloc[rows]
+        embed = lambda col: enc.embed_ids([self.ids[col][i] for i in rows], c.length_chunks)  # noqa: E731
         with enc.autocast():
-            qe, qt = enc.embed(batch["question"].tolist(), "query", c.max_query_length, c.length_chunks)
-            pe, pt = enc.embed(batch["passage"].tolist(), "passage", c.max_passage_length, c.length_chunks)
+            (qe, qt), (pe, pt) = embed("question"), embed("passage")
             tokens, neg = qt + pt, None
-            if c.hard_negatives and (batch["negative"] != "").all():
-                ne, nt = enc.embed(batch["negative"].tolist(), "passage", c.max_passage_length, c.length_chunks)
+            if c.hard_negatives and (self.pairs["negative"].iloc[rows] != "").all():
+                ne, nt = embed("negative")
                 tokens, neg = tokens + nt, gather(ne)
             loss = info_nce(gather(qe), gather(pe), neg, c.temperature, c.symmetric)
         return loss, tokens
 
-    def backward(self, rows: list[int], objective: str) -> float:
+    def backward(self, rows: list[int]) -> torch.Tensor:
         """Gradient of one objective over the global batch into the parameters' ``.grad`` (replacing what was
-        there); returns its loss."""
+        there); returns its loss, on the device (read once a step: each read makes the host wait for the GPU)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss, tokens = self.loss(rows)
         self.tokens += tokens
         # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
         (loss / self.world_size).backward()
-        value = loss.item()  # after backward is queued: a GPU does not wait for the host in between
-        if not math.isfinite(value):
-            raise self.non_finite(f"{objective} loss ({value})")
         if self.world_size > 1:
             for p in self.params:
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
+        return loss.detach()
+
+    def read(self, *values: torch.Tensor) -> list[float]:
+        """Device scalars as floats, in one transfer (one wait for the GPU)."""
+        return torch.stack([v.float().reshape(()).to(values[0].device) for v in values]).tolist()
+
+    def check(self, what: str, value: float, label: str = "") -> float:
+        """``value``, or a NonFiniteError naming ``what`` (``non-finite mono gradient (norm nan)``)."""
+        if not math.isfinite(value):
+            raise self.non_finite(f"{what} ({label}{value})")
         return value
 
     def gradient(self, rows: list[int], objective: str) -> tuple[torch.Tensor, float, float]:
         """Flat gradient (P,) of one objective (for the combiners), its loss and its norm."""
-        value = self.backward(rows, objective)
+        loss = self.backward(rows)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
                           for p in self.params])
-        norm = float(flat.norm())
-        if not math.isfinite(norm):
-            raise self.non_finite(f"{objective} gradient (norm {norm})")
-        return flat, value, norm
+        value, norm = self.read(loss, flat.norm())
+        return flat, self.check(f"{objective} loss", value), self.check(f"{objective} gradient", norm, "norm ")
 
     def non_finite(self, what: str) -> NonFiniteError:
         return NonFiniteError(f"step {self.step + 1}: non-finite {what}; the last good checkpoint is "
@@ -270,21 +279,24 @@ class Trainer:
             for p in self.params:
                 p.grad = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
                 offset += p.numel()
-            entry |= {"loss": (l_mono + l_cross) / 2, "loss_mono": l_mono, "loss_cross": l_cross,
-                      "weight_mono": float(w[0]), "weight_cross": float(w[1]), "grad_norm_mono": n_mono,
-                      "grad_norm_cross": n_cross, "cosine": float(g_mono @ g_cross) / (n_mono * n_cross + 1e-12)}
             objective = f"combined update ({self.strategy})"
         else:
             batch = self.pairs.iloc[rows]
             objective = "mono" if (batch["qlang"] == batch["plang"]).all() else \
                 "cross" if (batch["qlang"] != batch["plang"]).all() else "mixed"
-            loss = self.backward(rows, objective)
-            entry |= {"loss": loss, f"loss_{objective}": loss, "batch_kind": objective}
-        norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm))
-        if not math.isfinite(norm):
-            raise self.non_finite(f"{objective} gradient (norm {norm})")
-        if not self.strategy.mixing:
-            entry[f"grad_norm_{objective}"] = norm
+            loss = self.backward(rows)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+        if self.strategy.mixing:
+            w_mono, w_cross, dot, norm = self.read(w[0], w[1], g_mono @ g_cross, norm)
+            self.check(f"{objective} gradient", norm, "norm ")
+            entry |= {"loss": (l_mono + l_cross) / 2, "loss_mono": l_mono, "loss_cross": l_cross,
+                      "weight_mono": w_mono, "weight_cross": w_cross, "grad_norm_mono": n_mono,
+                      "grad_norm_cross": n_cross, "cosine": dot / (n_mono * n_cross + 1e-12)}
+        else:
+            loss, norm = self.read(loss, norm)
+            self.check(f"{objective} loss", loss)
+            self.check(f"{objective} gradient", norm, "norm ")
+            entry |= {"loss": loss, f"loss_{objective}": loss, "batch_kind": objective, f"grad_norm_{objective}": norm}
         # clip_ratio > 1: the step was clipped, and its length set by max_grad_norm rather than the gradient
         entry |= {"grad_norm": norm, "clip_ratio": norm / c.max_grad_norm, "lr": self.scheduler.get_last_lr()[0]}
         self.check_collapse(entry["loss"], norm)

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import torch
 import pytest
 
 from hybridlib import metrics
@@ -79,6 +80,18 @@ def test_relevant_ranks_match_a_full_sort_and_break_ties_by_position():
         expected = np.empty(50, int)
         expected[order] = np.arange(1, 51)
         assert got[i].tolist() == expected[[3, 10, 20]].tolist()
+
+
+def test_block_ranks_equal_the_ranks_of_each_row():
+    """What a GPU computes per block (block_ranks) against the per-row reference, ties and empty lists included."""
+    from hybridlib.retrieval import block_ranks, ranks_in
+    rng = np.random.default_rng(4)
+    scores = torch.from_numpy(rng.integers(0, 5, size=(6, 40)).astype(np.float32))  # many exact ties
+    rel = [np.array([3, 10, 20]), np.array([0]), np.array([], dtype=int), np.array([39, 1]), np.array([5]),
+           np.array([7, 8, 9, 10])]
+    got = block_ranks(scores, rel)
+    assert [g.tolist() for g in got] == [ranks_in(scores[i], r).tolist() for i, r in enumerate(rel)]
+    assert got[0].tolist() != [1, 1, 1]  # the ranks are not trivially equal
 
 
 def test_faiss_search_agrees_with_exact_topk():
