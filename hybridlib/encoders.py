@@ -85,11 +85,29 @@ class Encoder(nn.Module):
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.bf16 and bf16_available(self.device, self.training) else "fp32"
+        """What ``autocast`` computes in: with ``bf16`` on, ``bf16`` where the device has fast bfloat16 (see
+        :func:`bf16_available`), ``fp16`` on a CUDA GPU without it (a T4: the trainer then scales the loss),
+        else ``fp32``."""
+        if self.bf16 and bf16_available(self.device, self.training):
+            return "bf16"
+        return "fp16" if self.bf16 and self.device.type == "cuda" else "fp32"
 
     def autocast(self):
-        """bfloat16 autocast (fp32 accumulation) when ``bf16`` is on and the device has fast bf16, else a no-op."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """Autocast to :attr:`precision` (fp32 accumulation); a no-op in fp32. On a GPU, attention runs on
+        PyTorch's own fused kernels, not cuDNN's: cuDNN builds a plan for every new sequence length, and
+        with batches padded to their longest text that took 70% of a bf16 training step's host time on an
+        H200 (benchmarks/results/train_cuda.json, op_profile)."""
+        from contextlib import ExitStack
+
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        stack = ExitStack()
+        if self.precision != "fp32":
+            stack.enter_context(torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16"
+                                               else torch.float16))
+        if self.device.type == "cuda":
+            stack.enter_context(sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                                             SDPBackend.MATH]))
+        return stack
 
     @property
     def dim(self) -> int:

@@ -132,6 +132,9 @@ class Trainer:
         no_decay = [p for n, p in zip(self.names, self.params) if n.endswith("bias") or "LayerNorm" in n]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=c.lr, fused=True)
+        # fp16 (a GPU without bfloat16) scales the loss so small gradients survive; a step whose gradient
+        # overflows is skipped and the scale lowered (torch.amp.GradScaler)
+        self.scaler = torch.amp.GradScaler(encoder.device.type) if encoder.precision == "fp16" else None
         steps, warm = self.steps, max(1, int(c.warmup * self.steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
@@ -164,20 +167,24 @@ class Trainer:
         loss, tokens = self.loss(rows)
         self.tokens += tokens
         # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
-        (loss / self.world_size).backward()
+        (self.scaled(loss) / self.world_size).backward()
         if self.world_size > 1:
             for p in self.params:
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
         return loss.detach()
 
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        return self.scaler.scale(loss) if self.scaler else loss
+
     def read(self, *values: torch.Tensor) -> list[float]:
         """Device scalars as floats, in one transfer (one wait for the GPU)."""
         return torch.stack([v.float().reshape(()).to(values[0].device) for v in values]).tolist()
 
     def check(self, what: str, value: float, label: str = "") -> float:
-        """``value``, or a NonFiniteError naming ``what`` (``non-finite mono gradient (norm nan)``)."""
-        if not math.isfinite(value):
+        """``value``, or a NonFiniteError naming ``what`` (``non-finite mono gradient (norm nan)``). Under a loss
+        scale a non-finite gradient is an overflow: the step is skipped, not the run stopped."""
+        if not math.isfinite(value) and not (self.scaler and "gradient" in what):
             raise self.non_finite(f"{what} ({label}{value})")
         return value
 
@@ -186,6 +193,8 @@ class Trainer:
         loss = self.backward(rows)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
                           for p in self.params])
+        if self.scaler:
+            flat = flat / self.scaler.get_scale()  # the combiners and the log see the true gradient
         value, norm = self.read(loss, flat.norm())
         return flat, self.check(f"{objective} loss", value), self.check(f"{objective} gradient", norm, "norm ")
 
@@ -200,6 +209,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "batches": self.batches.state_dict(), "probe": self.probe.state_dict() if self.probe else None,
                 "combiner": self.combiner.state_dict() if self.combiner else None,
+                "scaler": self.scaler.state_dict() if self.scaler else None,
                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "config": self.config, "model": self.encoder.name}
 
@@ -240,6 +250,8 @@ class Trainer:
             self.probe.load_state_dict(s["probe"])
         if self.combiner:
             self.combiner.load_state_dict(s["combiner"])
+        if self.scaler and s.get("scaler"):
+            self.scaler.load_state_dict(s["scaler"])
         torch.set_rng_state(s["rng"])
         if s["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["cuda_rng"])
@@ -274,7 +286,12 @@ class Trainer:
             half = len(rows) // 2
             g_mono, l_mono, n_mono = self.gradient(rows[:half], "mono")
             g_cross, l_cross, n_cross = self.gradient(rows[half:], "cross")
-            combined, w = self.combiner(torch.stack([g_mono, g_cross]))
+            if not math.isfinite(n_mono + n_cross):  # an fp16 overflow (else check() raised): skipped below
+                combined, w = g_mono + g_cross, torch.full((2,), math.nan)
+            else:
+                combined, w = self.combiner(torch.stack([g_mono, g_cross]))
+            if self.scaler:  # back to the scale the optimizer step unscales
+                combined = combined * self.scaler.get_scale()
             offset = 0
             for p in self.params:
                 p.grad = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
@@ -285,6 +302,8 @@ class Trainer:
             objective = "mono" if (batch["qlang"] == batch["plang"]).all() else \
                 "cross" if (batch["qlang"] != batch["plang"]).all() else "mixed"
             loss = self.backward(rows)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
         if self.strategy.mixing:
             w_mono, w_cross, dot, norm = self.read(w[0], w[1], g_mono @ g_cross, norm)
@@ -299,8 +318,16 @@ class Trainer:
             entry |= {"loss": loss, f"loss_{objective}": loss, "batch_kind": objective, f"grad_norm_{objective}": norm}
         # clip_ratio > 1: the step was clipped, and its length set by max_grad_norm rather than the gradient
         entry |= {"grad_norm": norm, "clip_ratio": norm / c.max_grad_norm, "lr": self.scheduler.get_last_lr()[0]}
-        self.check_collapse(entry["loss"], norm)
-        self.optimizer.step()
+        if self.scaler and not math.isfinite(norm):  # an fp16 overflow: the step is skipped, the scale lowered
+            entry["skipped"] = True
+        else:
+            self.check_collapse(entry["loss"], norm)
+        if self.scaler:
+            entry["loss_scale"] = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         return entry
 

@@ -552,3 +552,56 @@ def test_interim_analysis_reads_the_finished_runs_only(runs, tmp_path):
     assert run("smoke", copy, dry_run=True)["05_compare.ipynb -> smoke"].startswith("would run")  # the full one waits
     with pytest.raises(ConfigError, match="no --until, --seeds or --strategies"):
         run("smoke", copy, interim=True, seeds=[0])
+
+
+def subset_profile(tmp_path, strategies: str):
+    """The smoke profile with fewer strategies, as a file named smoke.yaml (same profile name, same run keys)."""
+    from hybridlib.config import PROFILE_DIR
+    mine = tmp_path / "profiles" / "smoke.yaml"
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    mine.write_text((PROFILE_DIR / "smoke.yaml").read_text().replace(
+        'strategies: [zero-shot, bm25, xx, "hybrid(0.5)", pcgrad]', f"strategies: [{strategies}]"))
+    return mine
+
+
+def test_two_jobs_write_what_one_job_writes_and_a_kill_resumes_each_task(runs, tmp_path):
+    """Two tasks at once (the threads of each as one job had them): SIGKILLed while both trainings run, then
+    re-run; every run ends bit-identical to the one-job pipeline's."""
+    import torch
+    mine, out = subset_profile(tmp_path, "xx, pcgrad"), tmp_path / "jobs"
+    threads = torch.get_num_threads()  # what the one-job kernels used: a CPU's results depend on it
+    code = f"from hybridlib.pipeline import run; run({str(mine)!r}, {str(out)!r}, jobs=2, threads={threads})"
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    logs = [out / "smoke" / r / "train_log.jsonl" for r in ("xx-s0", "pcgrad-s0")]
+    kill_when(proc, lambda: all(p.is_file() and p.read_text().count("\n") >= 1 for p in logs))
+    status = run(str(mine), out, progress=False, jobs=2, threads=threads)
+    assert all(s.startswith(("done", "skipped")) for s in status.values()), status
+    assert status["02_train.ipynb -> pcgrad-s0"].startswith("done")  # it was cut, and finished now
+    for r in ("xx-s0", "pcgrad-s0"):
+        for table in ("results.parquet", "per_query.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(out / "smoke" / r / table),
+                                          pd.read_parquet(runs / "smoke" / r / table), check_exact=True)
+    assert not [p for p in (out / "smoke").rglob("*") if ".tmp" in p.name or ".running." in p.name]
+
+
+def test_with_two_jobs_a_failing_task_leaves_the_others_running(tmp_path):
+    mine, out = subset_profile(tmp_path, "bm25, xx"), tmp_path / "runs"
+    (out / "smoke" / "xx-s0").mkdir(parents=True)  # a run finished with other settings: its training fails
+    (out / "smoke" / "xx-s0" / "train_summary.json").write_text(json.dumps({"config": {"lr": 1.0}}))
+    status = run(str(mine), out, progress=False, jobs=2)
+    assert status["02_train.ipynb -> xx-s0"].startswith("failed: ConfigError"), status
+    assert status["03_evaluate.ipynb -> xx-s0"] == "not run: 02_train.ipynb -> xx-s0 failed"
+    assert status["03_evaluate.ipynb -> bm25-s0"].startswith("done")
+    assert (out / "smoke" / "bm25-s0" / "results.parquet").is_file()
+    assert all(s.startswith("not run") for k, s in status.items() if k.startswith(("04", "05", "06"))), status
+
+
+def test_jobs_is_a_positive_count_or_auto(monkeypatch):
+    from hybridlib.config import ConfigError
+    from hybridlib.pipeline import auto_jobs, parse_jobs
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert parse_jobs("3") == 3 and parse_jobs("auto") == auto_jobs() == 4  # a CPU: one job per 4 cores
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ConfigError, match=f"--jobs '{bad}': a positive number"):
+            parse_jobs(bad)

@@ -294,3 +294,36 @@ def test_probes_measure_the_noise_floor_without_changing_the_weights(data_out, t
     mixed = train_run(override(base, probe_every=2), "sum", 0, data_out, tmp_path / "sum", progress=False)
     log = read_log(tmp_path / "sum")
     assert mixed["steps"] == 3 and log["cosine"].notna().all() and log["cosine_mono_mono"].notna().sum() == 2  # steps 1, 2
+
+
+@pytest.mark.parametrize("strategy", ["xx", "pcgrad"])
+def test_fp16_scales_the_loss_and_skips_a_step_whose_gradient_overflows(data_out, tmp_path, small_encoder,
+                                                                         monkeypatch, strategy):
+    """A GPU without bfloat16 trains in fp16 with a loss scale (forced here on the CPU): an overflowing gradient
+    skips its step and halves the scale instead of stopping the run; the other steps train."""
+    from hybridlib import store
+    from hybridlib.encoders import Encoder
+    monkeypatch.setattr(Encoder, "precision", property(lambda self: "fp16"))
+    pairs = store.read_table(data_out / "train_pairs.parquet")
+    profile = Profile("t", batch_size=8, budget_pairs=8 * 4 * (2 if strategy == "pcgrad" else 1), probe_every=0,
+                      max_query_length=32, max_passage_length=32, checkpoint_every=100)
+    trainer = Trainer(small_encoder, pairs, profile, strategy, 0, tmp_path, progress=False)
+    assert trainer.scaler is not None
+    real, calls = trainer.loss, {"n": 0}
+
+    def overflow_at_step_2(rows):
+        calls["n"] += 1
+        loss, tokens = real(rows)
+        if calls["n"] == (2 if strategy == "xx" else 3):  # step 2's (mono) objective: a non-finite gradient
+            loss = loss + torch.sqrt(0 * trainer.params[-1].sum())
+        return loss, tokens
+
+    monkeypatch.setattr(trainer, "loss", overflow_at_step_2)
+    before = {n: p.detach().clone() for n, p in zip(trainer.names, trainer.params)}
+    trainer.train()
+    log = read_log(tmp_path)
+    assert len(log) == 4 and log["loss"].map(math.isfinite).all()
+    skipped, scale = log["skipped"].fillna(False).astype(bool), log["loss_scale"]
+    assert skipped[1] and not skipped[2:].any()  # the poisoned step (fp16 may also overflow at the first scale)
+    assert (scale.shift(-1)[:-1] == (scale / 2).where(skipped, scale)[:-1]).all()  # halved after each skipped step
+    assert max(float((p.detach() - before[n]).abs().max()) for n, p in zip(trainer.names, trainer.params)) > 0
