@@ -97,13 +97,15 @@ def main():
     status = run(study, runs_dir, until="01_data")
     assert all(v.startswith(("done", "skipped")) for v in status.values()), status
     data_s = time.perf_counter() - start
-    one = slice_run(study, runs_dir, 1, study.seeds[:1], trained[:1])
+    result = {"profile": study.name, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+              "date": time.strftime("%Y-%m-%d"), "notebook_01_s": data_s}
+    result["one_job"] = one = slice_run(study, runs_dir, 1, study.seeds[:1], trained[:1])
+    save("study", result)  # kept if the K-job slice is cut short
     many = slice_run(study, runs_dir, jobs, study.seeds[1:2], trained)
     study_tasks = len(study.seeds) * len(trained) * 2 + sum(not s.trains for s in study.strategy_list)
     minutes = many["wall_s"] / many["tasks"] * study_tasks / 60
     save("study", {
-        "profile": study.name, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "date": time.strftime("%Y-%m-%d"), "notebook_01_s": data_s,
-        "one_job": one, "k_jobs": many,
+        **result, "k_jobs": {**many, "complete": not many["failed"]},
         "throughput_ratio": many["tasks_per_minute"] / one["tasks_per_minute"],
         "study_tasks": study_tasks,
         "study_minutes_extrapolated": minutes,

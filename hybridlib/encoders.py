@@ -86,7 +86,7 @@ class Encoder(nn.Module):
     @property
     def precision(self) -> str:
         """What ``autocast`` computes in: with ``bf16`` on, ``bf16`` where the device has fast bfloat16 (see
-        :func:`bf16_available`), ``fp16`` on a CUDA GPU without it (a T4: the trainer then scales the loss),
+        ``bf16_available``), ``fp16`` on a CUDA GPU without it (a T4: the trainer then scales the loss),
         else ``fp32``."""
         if self.bf16 and bf16_available(self.device, self.training):
             return "bf16"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,7 +69,6 @@ def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path, threads:
     tasks share the machine."""
     import glob
     import tempfile
-    import threading
 
     import papermill
     from jupyter_client.manager import AsyncKernelManager
@@ -232,7 +232,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
             if reasons[t.name] or any(u in candidates for u in t.upstream):
                 candidates.append(t)
         bar = tqdm(total=len(candidates), desc=f"profile {profile.name}", unit="task", disable=not progress)
-        cwd, status = workdir(profile_file.parent.parent), {}
+        cwd, status, running, lock = workdir(profile_file.parent.parent), {}, [], threading.Lock()
 
         def settle(t: Task) -> str:
             """One task's status: not run (an upstream task failed), adopted, skipped (done) or executed."""
@@ -243,7 +243,14 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
                 return "adopted"
             if t.name not in forced and t.check() is None:  # checked now: what ran before may have
                 return "skipped (done)"                      # reproduced the inputs it read
-            result = execute(t, cwd, threads)
+            with lock:  # the progress bar names the tasks executing
+                running.append(t.name)
+                bar.set_postfix_str(", ".join(running))
+            try:
+                result = execute(t, cwd, threads)
+            finally:
+                with lock:
+                    running.remove(t.name)
             if result.startswith("failed"):
                 log.error("%s %s", t.name, result)
             return result
@@ -255,23 +262,21 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
             if t in candidates:
                 bar.update(1)
 
-        for t, result in schedule(todo, settle, jobs, lambda running: bar.set_postfix_str(", ".join(running))):
+        for t, result in schedule(todo, settle, jobs):
             settled(t, result)
         bar.close()
     return {t.name: status[t.name] for t in todo}
 
 
-def schedule(todo: list[Task], settle, jobs: int = 1, show=lambda running: None):
+def schedule(todo: list[Task], settle, jobs: int = 1):
     """Settle every task of ``todo`` (``settle(task) -> status``), at most ``jobs`` at once, each once its
     upstream tasks in ``todo`` are settled; the earliest ready task in ``todo``'s order goes first, so an
-    evaluation starts as soon as its training ends. Yields (task, status) as each ends, in the main thread;
-    ``show`` is told the names of the tasks running whenever that changes. One job: ``todo``'s order, in this
-    thread."""
+    evaluation starts as soon as its training ends. Yields (task, status) as each ends, in the main thread.
+    One job: ``todo``'s order, in this thread."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     if jobs == 1:
         for t in todo:
-            show([t.name])
             yield t, settle(t)
         return
 
@@ -283,7 +288,6 @@ def schedule(todo: list[Task], settle, jobs: int = 1, show=lambda running: None)
                     break
                 waiting.remove(t)
                 running[pool.submit(settle, t)] = t
-                show([r.name for r in running.values()])
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in [f for f in running if f in finished]:  # in submission order
                 t = running.pop(future)
