@@ -77,17 +77,39 @@ def rank_distance_tail(per_query: pd.DataFrame, collection: str = "xquad-r", wor
     return table.reindex(order(table.index))
 
 
-def conflict(logs: pd.DataFrame) -> pd.DataFrame:
-    """Per strategy: measurements of the mono/cross gradient cosine, their mean, and the share below zero
-    (the two objectives pulling the weights apart); beside them, where the log has the probes, the noise
-    floor: the mean cosine between two independent monolingual batches and between two cross-lingual ones."""
+def conflict(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
+    """Per strategy, after the warm-up (the first ``warmup`` share of each run's steps, the first probe
+    included, where the gradients of a fresh model still agree): measurements of the mono/cross gradient
+    cosine, their mean, and the share below zero (the two objectives pulling the weights apart); beside them,
+    where the log has the probes, the noise floor: the cosine between two independent monolingual batches and
+    between two cross-lingual ones, mean and share below zero. A mono/cross cosine is evidence of conflict only
+    below that floor."""
+    logs = logs[logs.step > warmup * logs.groupby("run").step.transform("max")]
     c = logs.dropna(subset=["cosine"])
     table = c.groupby("strategy")["cosine"].agg(measurements="size", mean="mean",
                                                 conflict_share=lambda x: float((x < 0).mean()))
     for floor in ("cosine_mono_mono", "cosine_cross_cross"):
         if floor in logs:
-            table[f"{floor} (floor)"] = logs.dropna(subset=[floor]).groupby("strategy")[floor].mean()
+            f = logs.dropna(subset=[floor]).groupby("strategy")[floor]
+            table[f"{floor} (floor)"] = f.mean()
+            table[f"{floor} < 0"] = f.agg(lambda x: float((x < 0).mean()))
     return table.reindex(order(table.index))
+
+
+def floor_sentence(logs: pd.DataFrame) -> str:
+    """:func:`conflict` over every strategy's probes in one sentence: the mono/cross cosine against the two
+    same-kind floors, means and shares below zero, e.g. 'after warm-up the monolingual and the cross-lingual
+    gradient meet at a cosine of .014 (36% below zero); two monolingual batches at .014 (38%), two
+    cross-lingual at .017 (34%)'."""
+    if "cosine_mono_mono" not in logs:
+        return "not measured"
+    probes = logs.dropna(subset=["cosine_mono_mono"])
+    probes = probes[probes.step > 0.1 * logs.groupby("run").step.transform("max").loc[probes.index]]
+    if probes.empty:
+        return "not measured"
+    part = lambda col: f"{number('', probes[col].mean())} ({(probes[col].dropna() < 0).mean():.0%} below zero)"  # noqa: E731
+    return (f"after warm-up the monolingual and the cross-lingual gradient meet at a cosine of {part('probe_cosine')}; "
+            f"two monolingual batches at {part('cosine_mono_mono')}, two cross-lingual at {part('cosine_cross_cross')}")
 
 
 MACHINE_RECORDS = {"02 train": "train_summary.json", "03 evaluate": "eval_meta.json"}  # notebook -> its machine record
@@ -191,7 +213,8 @@ def more_seeds(verdicts: pd.DataFrame, horizon: int) -> pd.DataFrame:
     from .stats import seeds_to_settle
     kinds = ["one seed", "equivalent", "a difference", "neither"]
     open_ = verdicts[verdicts.verdict == "inconclusive"]
-    settled = [seeds_to_settle(r.diff, r.sd, r.seeds, r.lo90, r.hi90, r.margin, most=horizon) for r in open_.itertuples()]
+    settled = [seeds_to_settle(r.diff, r.sd, r.seeds, r.se_groups, r.margin, most=horizon, groups=r.groups)
+               for r in open_.itertuples()]
     outcome = [kinds[0] if n < 2 else kinds[1] if eq else kinds[2] if diff else kinds[3]
                for n, (eq, diff) in zip(open_.seeds, settled)]
     counts = pd.crosstab(pd.Categorical(open_.question, categories=list(dict.fromkeys(verdicts.question))),
@@ -270,21 +293,28 @@ def by_kind(rows: pd.DataFrame) -> list[tuple[pd.DataFrame, str]]:
 
 
 def span(verdicts: pd.DataFrame, question: str) -> str:
-    """One question of :func:`~hybridlib.compare.verdicts`' table in a sentence: what it compares, the largest
-    difference in mAP or MRR@10 and in rank distance, how the verdicts came out and the smallest Holm-corrected
-    p, e.g. 'hybrid(0.5) vs sum, pcgrad, gradvac, cagrad and mgda: differences of at most .006 in mAP or
-    MRR@10 and 18 in rank distance; of 45 comparisons, 45 inconclusive (smallest Holm-corrected p = 0.11)'."""
+    """One question of :func:`~hybridlib.compare.verdicts`' table in a sentence: what it compares, how far apart
+    the compared strategies can be (the largest bound, the end of a 90% interval farthest from 0) in mAP or
+    MRR@10 and in rank distance, how many comparisons are equivalent within the margin and within half of it,
+    and how the rest came out, e.g. 'hybrid(0.5) vs sum, pcgrad, gradvac, cagrad and mgda: at most .016 apart
+    in mAP or MRR@10 and 12 in rank distance (90% intervals); of 45 comparisons, 27 equivalent within
+    +-.01 / +-30 (9 within +-.005 / +-15), 18 inconclusive, none better or worse'."""
     v = verdicts[verdicts.question == question]
     if v.empty:
         return "not run yet"
     def listed(names) -> str:
         names = list(dict.fromkeys(map(plain, names)))
         return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
-    largest = [f"{number(unit, d['diff'].abs().max())} in {unit}" for d, unit in by_kind(v)]
+    kinds = by_kind(v)
+    largest = [f"{number(unit, d['bound'].max())} in {unit}" for d, unit in kinds]
+    margins = [(number(unit, d['margin'].iloc[0]), number(unit, d['margin'].iloc[0] / 2)) for d, unit in kinds]
     n = verdict_counts(v).iloc[0]
-    counts = ", ".join(f"{n[word]} {word}" for word in VERDICT_MARKS if n[word])
-    return (f"{listed(v.a)} vs {listed(v.b)}: differences of at most {' and '.join(largest)}; of {n.comparisons} comparisons, {counts} "
-            f"(smallest Holm-corrected p = {v.p_holm.min():.2g})")
+    rest = [f"{n[word]} {word}" for word in ("inconclusive", "better", "worse") if n[word]]
+    if not n["better"] and not n["worse"]:
+        rest.append("none better or worse")
+    return (f"{listed(v.a)} vs {listed(v.b)}: at most {' and '.join(largest)} apart (90% intervals); of "
+            f"{n.comparisons} comparisons, {n.equivalent} equivalent within {' / '.join('+-' + m for m, _ in margins)} "
+            f"({int(v.equivalent_strict.sum())} within {' / '.join('+-' + m for _, m in margins)}), {', '.join(rest)}")
 
 
 def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-shot",

@@ -169,14 +169,15 @@ def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, 
              n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
     """Each comparison of ``pairs`` (a :func:`design` table, or (a, b) tuples) on every figure, or on its own
     ``figure`` where ``pairs`` has that column: the difference a - b averaged over seeds, paired by seed and
-    question, with its hierarchical-bootstrap 95% interval; Holm within each ``question`` (over the whole
-    table without one); the TOST of equivalence within the figure's margin (``margins`` by metric); and the
-    four-way verdict. A strategy evaluated once (zero-shot) is paired with every seed of the other.
+    question, with its 95% and 90% intervals and p-value from the seeds and the question groups with a t
+    reference (:func:`~hybridlib.stats.seed_test`) and its bound (how far apart the two can be); Holm within
+    each ``question`` (over the whole table without one); the TOST of equivalence within the figure's margin
+    (``margins`` by metric), and within half of it (``equivalent_strict``); and the four-way verdict. A strategy evaluated once (zero-shot) is paired with every seed of the other.
     ``sums``: :func:`study_sums` of the figures when the caller has them already."""
     pairs = pairs if isinstance(pairs, pd.DataFrame) else pd.DataFrame(list(pairs), columns=["a", "b"])
     needed = dict.fromkeys(pairs["figure"]) if "figure" in pairs else figures
     sums_by_figure = sums or study_sums(per_query, {label: figures[label] for label in needed})
-    draws, rows = {}, []
+    rows = []
     for pair in pairs.to_dict("records"):
         for label in [pair["figure"]] if "figure" in pair else figures:
             coll, setting, metric = figures[label]
@@ -192,9 +193,9 @@ def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, 
             if not len(shared) or not np.allclose(wa[:, ia], wb[:, ib]):
                 raise ValueError(f"{pair['a']!r} and {pair['b']!r} were not scored on the same queries of "
                                  f"{coll}/{setting}")
-            d = draws.setdefault(label, group_draws(len(sa), n_boot))  # shared by the comparisons of a figure
-            r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric], draws=d)
-            rows.append({**pair, "figure": label, **r})
+            r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric])
+            strict = r["seeds"] >= 3 and max(abs(r["lo90"]), abs(r["hi90"])) < margins[metric] / 2
+            rows.append({**pair, "figure": label, **r, "equivalent_strict": strict})
     table = pd.DataFrame(rows)
     if table.empty:
         return table

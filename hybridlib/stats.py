@@ -100,10 +100,7 @@ def bootstrap_sums(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, lev
 
 def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n_boot: int = 1000,
                      seed: int = 0, min_seeds: int = 3) -> dict:
-    """Difference a - b paired by (seed, query), with the hierarchical bootstrap: the mean difference, its
-    95% interval, a two-sided bootstrap p-value for "no difference", and the two one-sided tests (TOST) of
-    equivalence within +-``margin`` at the 5% level, done as the 90% interval lying inside the margins
-    (Schuirmann 1987), and only with at least ``min_seeds`` seeds."""
+    """Difference a - b paired by (seed, query): :func:`seed_test` on its (question group, seed) sums."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     weights = np.ones(len(diff)) if weights is None else np.asarray(weights, dtype=float)
     sums, counts = group_seed_sums(diff, seeds, groups, weights)
@@ -112,50 +109,98 @@ def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n
 
 def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, n_boot: int = 1000, seed: int = 0,
               min_seeds: int = 3, draws: np.ndarray | None = None) -> dict:
-    """:func:`paired_seed_test` on the (group, seed) sums of the differences and of their weights."""
-    from scipy.stats import norm
-    mean, lo, hi, boot = bootstrap_sums(sums, counts, len(draws) if draws is not None else n_boot, 0.95, seed, draws)
-    lo90, hi90 = np.quantile(boot, [0.05, 0.95])
-    sd = boot.std(ddof=1)
-    # Wald p-value on the bootstrap's spread: resolves the small p-values Holm needs over a large family,
-    # which counting bootstrap draws (at best 1 / n_boot) cannot
-    p = float(2 * norm.sf(abs(mean) / sd)) if sd > 0 else float(mean == 0)
+    """:func:`paired_seed_test` on the (group, seed) sums of the differences and of their weights (G, S): the
+    mean over seeds of each seed's (weighted) mean difference, its standard error from :func:`crossed_variance`
+    (seeds and question groups, each once), and a t reference with Satterthwaite's degrees of freedom: with a
+    handful of seeds, the seeds' part dominates and the tails are t with about S - 1 degrees of freedom, not
+    normal. The 95% interval and the two-sided p-value for "no difference" come from it; equivalence within
+    +-``margin`` is the two one-sided tests at 5%, i.e. the 90% interval inside the margins (Schuirmann
+    1987), and only with at least ``min_seeds`` seeds. ``bound``: how far apart the two can be, the larger
+    end of the 90% interval in absolute value. (``n_boot``, ``seed``, ``draws``: unused, kept for callers.)"""
+    from scipy.stats import t
+    v = crossed_variance(sums, counts)
+    diff, se, df = v["diff"], np.sqrt(v["seed_var"] + v["group_var"]), v["df"]
+    if se > 0:
+        p = float(2 * t.sf(abs(diff) / se, df))
+        (lo, hi), (lo90, hi90) = (diff + np.array([-1, 1]) * t.ppf(q, df) * se for q in (0.975, 0.95))
+    else:
+        p, lo, hi, lo90, hi90 = float(diff == 0), diff, diff, diff, diff
     n_seeds = sums.shape[1]
-    per_seed = sums.sum(0) / counts.sum(0)  # each seed's difference
-    return {"diff": mean, "sd": float(per_seed.std(ddof=1)) if n_seeds > 1 else np.nan, "lo": lo, "hi": hi,
-            "lo90": float(lo90), "hi90": float(hi90), "p": p,
+    return {"diff": diff, "sd": v["sd"], "se": float(se), "se_groups": float(np.sqrt(v["group_var"])), "df": df,
+            "lo": float(lo), "hi": float(hi), "lo90": float(lo90), "hi90": float(hi90), "p": p,
+            "bound": float(max(abs(lo90), abs(hi90))),
             # without several seeds the interval holds no training noise: equivalence cannot be claimed
             "equivalent": bool(n_seeds >= min_seeds and -margin < lo90 and hi90 < margin), "margin": margin,
             "seeds": n_seeds, "groups": sums.shape[0]}
 
 
-def projected_se(sd: float, seeds: int, lo90: float, hi90: float, n):
-    """The standard error a comparison of :func:`seed_test` would have on ``n`` seeds, were its noise to stay as
-    measured on ``seeds`` seeds. The variance of its bootstrap (from the 90% interval) splits into the seeds'
-    part, (t / z)^2 sd^2 / seeds as :func:`bootstrap_sums` widens it, which shrinks as seeds are added, and the
-    rest, the question groups', which does not (every seed answers the same questions). On simulated studies,
-    projected from 5 seeds to 20, it comes out about 1.17 times as wide as the bootstrap on the 20
-    (tests/test_seeds.py): on the safe side."""
-    from scipy.stats import norm, t
-    seed_var = lambda k: (t.ppf(0.975, np.asarray(k) - 1) / norm.ppf(0.975)) ** 2 * sd ** 2 / k  # noqa: E731
-    rest = max(((hi90 - lo90) / (2 * norm.ppf(0.95))) ** 2 - seed_var(seeds), 0.0)
-    return np.sqrt(rest + seed_var(n))
+def crossed_variance(sums: np.ndarray, counts: np.ndarray) -> dict:
+    """The variance of a mean over seeds of per-seed weighted means, when every seed answers the same question
+    groups (a crossed design: x[g, s] = effect + seed_s + question_g + interaction_gs). Split in two parts,
+    each counted once:
+
+    - the seeds': the variance of the S per-seed means over S (it holds the seed effects and, averaged over
+      the groups, the interaction);
+    - the question groups': the weighted variance of the groups' means over the seeds (the delta method of a
+      ratio estimator, as a group bootstrap measures it) less the interaction it also holds, estimated from
+      the residuals of the two-way table.
+
+    Degrees of freedom: Satterthwaite's, from S - 1 and G - 1. With one seed the groups' part is all there is
+    (the interaction cannot be told from it). Returns diff, sd (over seeds), seed_var, group_var, df."""
+    keep = counts.sum(1) > 0
+    sums, counts = sums[keep], counts[keep]
+    G, S = sums.shape
+    w = counts.mean(1)  # a group's weight: every seed scores the same queries
+    x = sums / np.where(counts > 0, counts, 1)  # (G, S) each group's mean per seed
+    per_seed = (w @ x) / w.sum()
+    diff = float(per_seed.mean())
+    share = w / w.sum()
+    group_mean = x.mean(1)
+    raw = G / (G - 1) * float((share ** 2) @ (group_mean - diff) ** 2) if G > 1 else 0.0
+    if S > 1:
+        sd = float(per_seed.std(ddof=1))
+        seed_var = sd ** 2 / S
+        resid = x - group_mean[:, None] - per_seed[None, :] + diff
+        interaction = float((resid ** 2).sum() / ((G - 1) * (S - 1))) if G > 1 else 0.0
+        group_var = max(raw - float(share @ share) * interaction / S, 0.0)
+    else:
+        sd, seed_var, group_var = np.nan, 0.0, raw
+    parts = [(seed_var, S - 1), (group_var, G - 1)]
+    total = seed_var + group_var
+    denom = sum(v ** 2 / d for v, d in parts if d > 0 and v > 0)
+    df = float(total ** 2 / denom) if denom > 0 else float(max(G - 1, 1))
+    return {"diff": diff, "sd": sd, "seed_var": seed_var, "group_var": group_var, "df": df}
 
 
-def seeds_to_settle(diff: float, sd: float, seeds: int, lo90: float, hi90: float, margin: float, most: int = 50,
-                    min_seeds: int = 3) -> tuple[int | None, int | None]:
+def projected_se(sd: float, se_groups: float, n) -> np.ndarray:
+    """The standard error a comparison of :func:`seed_test` would have on ``n`` seeds, were its noise to stay
+    as measured: the seeds' part, sd^2 / n, shrinks as seeds are added; the question groups' part, which
+    every seed shares, does not."""
+    return np.sqrt(sd ** 2 / np.asarray(n, dtype=float) + se_groups ** 2)
+
+
+def projected_df(sd: float, se_groups: float, n, groups: int = 10**6) -> np.ndarray:
+    """Satterthwaite's degrees of freedom of :func:`projected_se` on ``n`` seeds (``groups`` question groups)."""
+    n = np.asarray(n, dtype=float)
+    seed_var, group_var = sd ** 2 / n, se_groups ** 2
+    denom = seed_var ** 2 / (n - 1) + group_var ** 2 / (groups - 1)
+    return np.where(denom > 0, (seed_var + group_var) ** 2 / np.where(denom > 0, denom, 1), groups - 1)
+
+
+def seeds_to_settle(diff: float, sd: float, seeds: int, se_groups: float, margin: float, most: int = 50,
+                    min_seeds: int = 3, groups: int = 10**6) -> tuple[int | None, int | None]:
     """How many seeds would settle a comparison of :func:`seed_test`, were its mean difference ``diff`` and its
-    noise (:func:`projected_se`) to stay as measured on ``seeds`` seeds: the fewest at which the 90% interval
-    would lie inside +-``margin`` (equivalent; never under ``min_seeds``), and at which the 95% interval would
-    leave 0 (a difference, before any multiplicity correction); each None past ``most`` seeds or without a
-    spread to project (one seed). A projection for planning, not a result."""
-    from scipy.stats import norm
+    noise (:func:`projected_se`, with its t reference) to stay as measured on ``seeds`` seeds: the fewest at
+    which the 90% interval would lie inside +-``margin`` (equivalent; never under ``min_seeds``), and at which
+    the 95% interval would leave 0 (a difference, before any multiplicity correction); each None past
+    ``most`` seeds or without a spread to project (one seed). A projection for planning, not a result."""
+    from scipy.stats import t
     if seeds < 2 or not np.isfinite(sd):
         return None, None
     n = np.arange(2, most + 1)
-    se = projected_se(sd, seeds, lo90, hi90, n)
-    equivalent = n[(n >= min_seeds) & (abs(diff) + norm.ppf(0.95) * se < margin)]
-    different = n[abs(diff) > norm.ppf(0.975) * se]
+    se, df = projected_se(sd, se_groups, n), projected_df(sd, se_groups, n, groups)
+    equivalent = n[(n >= min_seeds) & (abs(diff) + t.ppf(0.95, df) * se < margin)]
+    different = n[abs(diff) > t.ppf(0.975, df) * se]
     return (int(equivalent[0]) if len(equivalent) else None), (int(different[0]) if len(different) else None)
 
 

@@ -54,12 +54,19 @@ def test_seen_unseen_macro_averages_views_then_languages():
     assert t.loc["xx", ("cross", "seen")] == pytest.approx(0.3)
 
 
-def test_conflict_share_counts_negative_cosines_only():
-    logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["xx"] * 3, "cosine": [0.1, -0.2, -0.1, np.nan, 0.3, 0.2, -0.5]})
+def test_conflict_share_counts_negative_cosines_after_warm_up_beside_the_floor():
+    logs = pd.DataFrame({"strategy": ["sum"] * 5 + ["xx"] * 4, "run": ["sum-s0"] * 5 + ["xx-s0"] * 4,
+                         "step": [1, 2, 3, 4, 10, 1, 2, 3, 10],  # step 1 of each run is warm-up (<= 10% of 10)
+                         "cosine": [0.9, 0.1, -0.2, -0.1, np.nan, 0.9, 0.3, 0.2, -0.5],
+                         "cosine_mono_mono": [0.8, np.nan, np.nan, 0.2, -0.1, 0.8, np.nan, -0.3, 0.1]})
     t = analysis.conflict(logs)
-    assert t.loc["xx"].tolist() == pytest.approx([3, 0.0, 1 / 3])
-    assert t.loc["sum"].tolist() == pytest.approx([3, -0.2 / 3, 2 / 3])
+    assert t.loc["xx"].tolist() == pytest.approx([3, 0.0, 1 / 3, -0.1, 0.5])
+    assert t.loc["sum"].tolist() == pytest.approx([3, -0.2 / 3, 2 / 3, 0.05, 0.5])
     assert t.index.tolist() == ["xx", "sum"]  # display order: samplers before mixing
+    probes = logs.assign(probe_cosine=logs.cosine, cosine_cross_cross=logs.cosine_mono_mono)
+    assert analysis.floor_sentence(probes) == (
+        "after warm-up the monolingual and the cross-lingual gradient meet at a cosine of -.133 (67% below zero); "
+        "two monolingual batches at -.025 (50% below zero), two cross-lingual at -.025 (50% below zero)")
 
 
 def test_notebook_durations_read_papermill_metadata_and_the_machine_each_run_records(tmp_path):
@@ -113,9 +120,12 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
                       "diff": [0.004, -12.6, -0.0071, 18.2, 0.025, -0.005, 0.001],
                       "p_holm": [0.5, 0.11, 0.3, 1.0, 1e-6, 0.02, 0.9],
                       "verdict": ["inconclusive", "inconclusive", "worse", "inconclusive", "better", "worse", "inconclusive"]})
+    v = v.assign(bound=[0.006, 14.0, 0.012, 25.0, 0.03, 0.008, 0.004], margin=[0.01, 30.0, 0.01, 30.0, 0.01, 0.01, 0.01],
+                 equivalent_strict=[False, True, False, False, False, False, True])
+    v.loc[v.a.eq("hybrid(0.5)") & v.b.eq("sum") & v.figure.eq("XQuAD-R mono mAP"), "verdict"] = "equivalent"
     assert analysis.span(v, "vs mixing, equal pairs") == (
-        "hybrid(0.5) vs sum, pcgrad and mgda: differences of at most .007 in mAP or MRR@10 and 18 in rank distance; "
-        "of 4 comparisons, 1 worse, 3 inconclusive (smallest Holm-corrected p = 0.11)")
+        "hybrid(0.5) vs sum, pcgrad and mgda: at most .012 in mAP or MRR@10 and 25 in rank distance apart (90% "
+        "intervals); of 4 comparisons, 1 equivalent within +-.010 / +-30 (1 within +-.005 / +-15), 2 inconclusive, 1 worse")
     assert analysis.span(v, "vs mixing, equal steps") == "not run yet"
     assert analysis.by_regime(v, "positive control: X-X vs X-Y") == (
         "the profile's own regime: xx vs xy better on XQuAD-R mono +.025, worse on XQuAD-R cross -.005; "
@@ -123,14 +133,15 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
 
 
 def test_more_seeds_sorts_the_inconclusive_comparisons_by_what_more_seeds_would_make_of_them():
-    half = 1.6449 * 0.001  # the cases of tests/test_seeds.py::test_seeds_to_settle_by_hand
-    rows = [("vs mixing, equal pairs", "better", 0.02, 0.001, 5, 0.018, 0.022),  # settled: not counted
-            ("vs mixing, equal pairs", "inconclusive", 0.002, 0.0, 5, 0.002 - half, 0.002 + half),  # equivalent at 3
-            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, 0.003, 0.003),  # equivalent at 27, a difference at 18
-            ("vs mixing, equal pairs", "inconclusive", 0.010, 0.006, 5, 0.002, 0.018),  # a difference at 5
-            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, -0.0045, 0.0105),  # never: question noise
-            ("vs mixing, equal steps", "inconclusive", 0.003, np.nan, 1, -0.004, 0.010)]
-    v = pd.DataFrame(rows, columns=["question", "verdict", "diff", "sd", "seeds", "lo90", "hi90"]).assign(margin=0.005)
+    # the cases of tests/test_seeds.py::test_seeds_to_settle_by_hand: (diff, sd over seeds, seeds, groups' se)
+    rows = [("vs mixing, equal pairs", "better", 0.02, 0.001, 5, 0.001),  # settled: not counted
+            ("vs mixing, equal pairs", "inconclusive", 0.002, 0.0, 5, 0.001),  # equivalent at 3
+            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, 0.0),  # equivalent at 27, a difference at 18
+            ("vs mixing, equal pairs", "inconclusive", 0.010, 0.006, 5, 0.002),  # a difference at 4
+            ("vs mixing, equal pairs", "inconclusive", 0.003, 0.006, 5, 0.00456),  # never: question noise
+            ("vs mixing, equal steps", "inconclusive", 0.003, np.nan, 1, 0.003)]
+    v = pd.DataFrame(rows, columns=["question", "verdict", "diff", "sd", "seeds", "se_groups"]).assign(
+        margin=0.005, groups=10**6)
     counts = analysis.more_seeds(v, horizon=10).set_index("question")
     assert counts.loc["vs mixing, equal pairs"].tolist() == [4, 0, 1, 1, 2]  # inconclusive, one seed, =, difference, neither
     assert counts.loc["vs mixing, equal steps"].tolist() == [1, 1, 0, 0, 0]
@@ -152,6 +163,7 @@ def test_training_effect_seed_spread_and_agreement_by_hand():
     assert analysis.seed_spread(intervals.assign(seeds=1)) == "not measured: one seed per strategy"
     logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["pcgrad"] * 4 + ["xx"] * 2,  # xx: probes only, not counted
                          "cosine": [0.1, 0.2, 0.3, -0.1, 0.1, -0.2, 0.3, -0.1, -0.5, -0.5]})
+    logs = logs.assign(run=logs.strategy + "-s0", step=[2, 3, 4, 5, 2, 3, 4, 5, 2, 3])  # all past the warm-up
     assert analysis.agreement(logs) == "50-75%"
     assert analysis.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
 
