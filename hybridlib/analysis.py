@@ -298,7 +298,7 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
     MRR@10 and in rank distance, how many comparisons are equivalent within the margin and within half of it,
     and how the rest came out, e.g. 'hybrid(0.5) vs sum, pcgrad, gradvac, cagrad and mgda: at most .016 apart
     in mAP or MRR@10 and 12 in rank distance (90% intervals); of 45 comparisons, 27 equivalent within
-    +-.01 / +-30 (9 within +-.005 / +-15), 18 inconclusive, none better or worse'."""
+    ±.01 / ±30 (9 within ±.005 / ±15), 18 inconclusive, none better or worse'."""
     v = verdicts[verdicts.question == question]
     if v.empty:
         return "not run yet"
@@ -307,14 +307,15 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
         return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
     kinds = by_kind(v)
     largest = [f"{number(unit, d['bound'].max())} in {unit}" for d, unit in kinds]
-    margins = [(number(unit, d['margin'].iloc[0]), number(unit, d['margin'].iloc[0] / 2)) for d, unit in kinds]
+    pm = lambda v: f"±{v:g}".replace("±0.", "±.")  # noqa: E731  (±.01, ±30)
+    margins = [(pm(d["margin"].iloc[0]), pm(d["margin"].iloc[0] / 2)) for d, _ in kinds]
     n = verdict_counts(v).iloc[0]
     rest = [f"{n[word]} {word}" for word in ("inconclusive", "better", "worse") if n[word]]
     if not n["better"] and not n["worse"]:
         rest.append("none better or worse")
     return (f"{listed(v.a)} vs {listed(v.b)}: at most {' and '.join(largest)} apart (90% intervals); of "
-            f"{n.comparisons} comparisons, {n.equivalent} equivalent within {' / '.join('+-' + m for m, _ in margins)} "
-            f"({int(v.equivalent_strict.sum())} within {' / '.join('+-' + m for _, m in margins)}), {', '.join(rest)}")
+            f"{n.comparisons} comparisons, {n.equivalent} equivalent within {' / '.join(m for m, _ in margins)} "
+            f"({int(v.equivalent_strict.sum())} within {' / '.join(m for _, m in margins)}), {', '.join(rest)}")
 
 
 def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-shot",

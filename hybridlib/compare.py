@@ -11,14 +11,23 @@ from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
 from .strategy import RUN_OPTIONS, Strategy
 
 
-def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None) -> pd.DataFrame:
+def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None,
+            columns: list[str] | None = None) -> pd.DataFrame:
     """Concatenate one result file (``results.parquet``, ``per_query.parquet``, ``preference.parquet``,
     ``train_log.jsonl``, ``train_summary.json``) over every run directory of a profile, or over ``runs``
-    (directory names) only: the runs an analysis reads, not a run still in training or evaluation."""
+    (directory names) only: the runs an analysis reads, not a run still in training or evaluation.
+    ``columns`` (tables only): read just these, and text as categories: a study's per-query tables hold
+    24 million rows, which as Python strings take more memory than a small machine has."""
+    paths = [p for p in sorted(Path(profile_dir).glob(f"*/{name}")) if runs is None or p.parent.name in runs]
+    if columns is not None and name.endswith(".parquet") and paths:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        tables = [pq.read_table(p, columns=[c for c in columns if c in pq.read_schema(p).names]) for p in paths]
+        tables = [t for t in tables if t.num_rows]  # a run without a column (BM25: no rank distance) has nulls
+        if tables:
+            return pa.concat_tables(tables, promote_options="default").to_pandas(strings_to_categorical=True)
     frames = []
-    for path in sorted(Path(profile_dir).glob(f"*/{name}")):
-        if runs is not None and path.parent.name not in runs:
-            continue
+    for path in paths:
         if name.endswith(".parquet"):
             frame = pd.read_parquet(path)
             if len(frame):  # the BM25 baseline has no multilingual views, so an empty preference table
@@ -223,6 +232,7 @@ def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, s
     return pd.DataFrame(rows)
 
 
+PER_QUERY = ["collection", "setting", "qlang", "plang", "query", "group", "strategy", "seed"]  # what the figures need
 FIGURES = {  # label -> (collection, setting, metric)
     "XQuAD-R mono mAP": ("xquad-r", "mono", "map"),
     "XQuAD-R cross mAP": ("xquad-r", "cross", "map"),
@@ -235,6 +245,7 @@ FIGURES = {  # label -> (collection, setting, metric)
     "TyDi multi MRR@10": ("tydi", "multi", "mrr@10"),
 }
 LOWER_IS_BETTER = {"rank_distance"}
+FIGURES_PER_QUERY = PER_QUERY + sorted({metric for _, _, metric in FIGURES.values()})  # collect(columns=...)
 
 # The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons, each
 # saying that a is better than b: (claim, strategy a, strategy b, figure, the paper's own difference a - b for
