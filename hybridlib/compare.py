@@ -179,7 +179,7 @@ def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, 
     """Each comparison of ``pairs`` (a :func:`design` table, or (a, b) tuples) on every figure, or on its own
     ``figure`` where ``pairs`` has that column: the difference a - b averaged over seeds, paired by seed and
     question, with its 95% and 90% intervals and p-value from the seeds and the question groups with a t
-    reference (:func:`~hybridlib.stats.seed_test`) and its bound (how far apart the two can be); Holm within
+    reference (``hybridlib.stats.seed_test``) and its bound (how far apart the two can be); Holm within
     each ``question`` (over the whole table without one); the TOST of equivalence within the figure's margin
     (``margins`` by metric), and within half of it (``equivalent_strict``); and the four-way verdict. A strategy evaluated once (zero-shot) is paired with every seed of the other.
     ``sums``: :func:`study_sums` of the figures when the caller has them already."""

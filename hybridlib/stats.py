@@ -100,7 +100,7 @@ def bootstrap_sums(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, lev
 
 def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n_boot: int = 1000,
                      seed: int = 0, min_seeds: int = 3) -> dict:
-    """Difference a - b paired by (seed, query): :func:`seed_test` on its (question group, seed) sums."""
+    """Difference a - b paired by (seed, query): ``seed_test`` on its (question group, seed) sums."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     weights = np.ones(len(diff)) if weights is None else np.asarray(weights, dtype=float)
     sums, counts = group_seed_sums(diff, seeds, groups, weights)
