@@ -41,6 +41,37 @@ def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None,
     return pd.concat(frames, ignore_index=True)
 
 
+def devices(profile_dir: str | Path, runs: list[str] | None = None) -> dict[str, str]:
+    """The kind of device each run was trained and evaluated on, from the machine its ``train_summary.json``
+    and ``eval_meta.json`` record: 'cpu', or the GPU's name. Runs that record no machine were made before any
+    GPU run, on CPUs."""
+    import json
+    out = {}
+    for run in sorted({p.parent.name for p in Path(profile_dir).glob("*/eval_meta.json")}):
+        if runs is not None and run not in runs:
+            continue
+        kinds = set()
+        for name in ("train_summary.json", "eval_meta.json"):
+            f = Path(profile_dir) / run / name
+            if f.is_file():
+                kinds.add((json.loads(f.read_text()).get("machine") or {}).get("cuda") or "cpu")
+        out[run] = " + ".join(sorted(kinds))
+    return out
+
+
+def one_device(profile_dir: str | Path, runs: list[str] | None = None) -> str:
+    """The one kind of device every run of a profile was made on (:func:`devices`); a ``ValueError`` naming
+    the runs of each kind when there are several: a comparison never pairs a run made on a GPU with one made
+    on a CPU (their floating-point results differ; a GPU run belongs to a profile of its own)."""
+    kinds: dict[str, list[str]] = {}
+    for run, kind in devices(profile_dir, runs).items():
+        kinds.setdefault(kind, []).append(run)
+    if len(kinds) > 1:
+        raise ValueError(f"{profile_dir}: runs made on different devices cannot be compared: " + "; ".join(
+            f"{kind}: {', '.join(r[:4])}{f' and {len(r) - 4} more' if len(r) > 4 else ''}" for kind, r in kinds.items()))
+    return next(iter(kinds), "cpu")
+
+
 def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
     """Compare every run's results in two profile directories: per run the number of values, the largest
     absolute difference, and the largest headline (``qlang = all``) difference relative to ``max(1, abs(value))``

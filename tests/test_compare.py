@@ -160,3 +160,16 @@ def test_collecting_the_figures_columns_as_categories_gives_the_same_sums():
         for s in a[label]:
             for x, y in zip(a[label][s], b[label][s]):
                 np.testing.assert_array_equal(x, y)
+
+
+def test_runs_of_different_devices_are_never_compared(tmp_path):
+    import json
+    for run, cuda in (("xx-s0", None), ("xy-s0", None), ("sum-s0", "NVIDIA H200")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "eval_meta.json").write_text(json.dumps({"machine": {"cuda": cuda}}))
+    (tmp_path / "zero-shot-s0").mkdir()
+    (tmp_path / "zero-shot-s0" / "eval_meta.json").write_text(json.dumps({}))  # recorded before machines were
+    assert compare.devices(tmp_path) == {"sum-s0": "NVIDIA H200", "xx-s0": "cpu", "xy-s0": "cpu", "zero-shot-s0": "cpu"}
+    assert compare.one_device(tmp_path, ["xx-s0", "xy-s0", "zero-shot-s0"]) == "cpu"
+    with pytest.raises(ValueError, match=r"different devices cannot be compared: NVIDIA H200: sum-s0; cpu: xx-s0, xy-s0"):
+        compare.one_device(tmp_path)

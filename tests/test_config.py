@@ -92,7 +92,7 @@ def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeyp
 
 
 def test_unknown_profile_lists_the_builtin_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, smoke, study"):
+    with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, pilot, smoke, study"):
         load_profile("gpu")
     with pytest.raises(ConfigError, match=f"profile file '{tmp_path}/none.yaml' does not exist"):
         load_profile(str(tmp_path / "none.yaml"))
@@ -171,7 +171,7 @@ def test_bad_strategy_names(text, message):
     ({"RUNS": "xx-s0"}, r"parameter RUNS='xx-s0': expected a list of run directory names, or None for all"),
     ({"RUNS": ["xx-s0", ""]}, r"parameter RUNS=\['xx-s0', ''\]: expected a list of run directory names"),
     ({"PROFILE": 3}, r"parameter PROFILE=3: expected a profile name"),
-    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, smoke, study"),
+    ({"PROFILE": "gpu"}, r"unknown profile 'gpu'; built-in profiles: cpu, paper, pilot, smoke, study"),
     ({"STRATEGIE": "xx"}, r"unknown parameter\(s\) \['STRATEGIE'\]; allowed: \['BENCHMARKS', 'DATA_DIR'"),
 ])
 def test_bad_notebook_parameters_are_refused_before_work(tmp_path, params, message):

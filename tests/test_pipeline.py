@@ -545,7 +545,7 @@ def test_interim_analysis_reads_the_finished_runs_only(runs, tmp_path):
     assert all(s.startswith("done") for s in status.values()), status
     answer = json.loads((copy / "smoke" / "05_compare.ipynb").read_text())
     text = json.dumps(answer)
-    assert "**The answer** as it stands, 4 of 5 runs committed (seed 0: 2 of 3 trained runs)" in text  # xx's stray results left out
+    assert "**As it stands, 4 of 5 runs committed (seed 0: 2 of 3 trained runs)" in text  # xx's stray results left out
     assert answer["metadata"]["papermill"]["parameters"]["RUNS"] == ["zero-shot-s0", "bm25-s0", "hybrid-0.5-s0", "pcgrad-s0"]
     assert "hybrid(0.5) vs xx: not run in this profile" in text  # the claims against xx wait for it
     assert answer["cells"][0]["source"][0].endswith("(smoke)\n")  # an analysis notebook's title names its profile
