@@ -319,7 +319,7 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
 
 
 def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-shot",
-                    figures=("XQuAD-R multi mAP", "XQuAD-R rank distance", "XQuAD-R mono mAP")) -> str:
+                    figures=("XQuAD-R multi mAP", "XQuAD-R rank distance", "XQuAD-R mono mAP", "TyDi multi MRR@10")) -> str:
     """What training does to ``figures``: the untrained model's value, then the range over the ``trained``
     strategies (:func:`~hybridlib.compare.seed_intervals`' means), e.g. 'XQuAD-R multi mAP from .299 to
     .546-.558, XQuAD-R rank distance from 1214 to 337-358'."""

@@ -119,6 +119,31 @@ def pareto(points: pd.DataFrame, x: str, y: str) -> pd.Series:
     return pd.Series(~np.array(dominated), index=points.index)
 
 
+def pareto_frequency(sums: dict, x: str, y: str, strategies: list[str], n_boot: int = 1000, seed: int = 0) -> pd.Series:
+    """How often each of ``strategies`` is on the Pareto front of figures ``x`` and ``y`` (:func:`study_sums`'
+    labels) when the study is resampled: each draw takes the question groups with replacement (the same for
+    every strategy and both figures) and the seeds with replacement (the same seed labels for every
+    strategy; an untrained one, evaluated once, counts for every seed). A front member at 100% is there
+    whatever the sample; one at 40% is there by the noise."""
+    rng = np.random.default_rng(seed)
+    trained = [s for s in strategies if Strategy.parse(s).trains] or strategies
+    labels = sorted(set.intersection(*(set(sums[f][s][0]) for f in (x, y) for s in trained)))
+    picks = rng.integers(len(labels), size=(n_boot, len(labels)))
+    means = {}
+    for f in (x, y):
+        draws = group_draws(len(next(iter(sums[f].values()))[1]), n_boot, seed + 1)  # (n_boot, G)
+        for s in strategies:
+            seeds, total, weights = sums[f][s]
+            cols = np.searchsorted(seeds, labels) if len(seeds) > 1 else np.zeros(len(labels), int)
+            per_seed = (draws @ total[:, cols]) / (draws @ weights[:, cols])  # (n_boot, S)
+            means[f, s] = np.take_along_axis(per_seed, picks, axis=1).mean(1)
+    on = np.zeros(len(strategies))
+    for b in range(n_boot):
+        points = pd.DataFrame({"x": [means[x, s][b] for s in strategies], "y": [means[y, s][b] for s in strategies]})
+        on += pareto(points, "x", "y").to_numpy()
+    return pd.Series(on / n_boot, index=strategies)
+
+
 def study_sums(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, str]]) -> dict[str, dict]:
     """``figure_sums`` of every figure, with one pass over the rows to split them by view."""
     views = dict(iter(per_query.groupby(["collection", "setting"], sort=False)))
