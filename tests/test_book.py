@@ -25,3 +25,14 @@ def test_every_pasted_value_is_glued_by_the_committed_notebook_it_names():
     missing = [f"{page.name}: {path}::{key}" for page, path, key in pastes
                if not (page.parent / path).is_file() or key not in glued(page.parent / path)]
     assert not missing, missing
+
+
+FIGURE = re.compile(r"(?<![\w.±])[+-]?\.\d{3}\b|\b\d+\.\d+ (?:times|hours|minutes)\b")  # .015, +.031, 1.02 times
+
+
+def test_the_introduction_types_no_figure_of_its_own():
+    """Every result the introduction states (a three-decimal figure, a ratio, a time) is pasted from a committed
+    notebook, so a re-run that changes it changes the page; margins and protocol settings may be typed."""
+    text = ROLE.sub("", (REPO_ROOT / "book" / "intro.md").read_text())
+    assert not FIGURE.findall(text), FIGURE.findall(text)
+    assert FIGURE.findall("gains +.031 and .046; 1.23 times") == ["+.031", ".046", "1.23 times"]  # what it catches
