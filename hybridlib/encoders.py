@@ -210,13 +210,15 @@ class Encoder(nn.Module):
         ``save`` (model card included), the prompts ``query`` and ``document`` (``encode_query`` /
         ``encode_document`` give hybridlib's embeddings) and ``passage`` as an alias.
 
-        Written to a temporary sibling and renamed, so an interrupted save leaves no half model.
+        Written to a temporary sibling and renamed, so an interrupted save leaves no half model; the
+        temporary siblings a killed save left are removed by the next.
         """
         path = Path(path)
         _quiet_transformers()
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         hf = path.with_name(f".{path.name}.{os.getpid()}.hf")
-        for d in (tmp, hf):
+        # this one's, and those a process killed mid-save left (one process saves a run at a time: its lock)
+        for d in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.hf")]:
             shutil.rmtree(d, ignore_errors=True)
         try:
             self.model.save_pretrained(hf)

@@ -239,3 +239,14 @@ def test_a_damaged_embedding_cache_entry_is_recomputed(small_encoder, monkeypatc
     again = encode_cached(small_encoder, SENTENCES, "query", 32, 4)
     assert np.array_equal(again, fresh) and "recomputing it" in caplog.text and str(entry) in caplog.text
     assert np.array_equal(encode_cached(small_encoder, SENTENCES, "query", 32, 4), fresh)  # rewritten, read back
+
+
+def test_a_save_removes_what_a_killed_save_left(small_encoder, tmp_path):
+    """A process SIGKILLed while saving leaves its temporary siblings (named by its pid); the next save of the
+    same model removes them and leaves nothing but the model."""
+    for stale in (".model.999.tmp", ".model.999.hf"):
+        (tmp_path / stale).mkdir()
+        (tmp_path / stale / "half.bin").write_bytes(b"x")
+    (tmp_path / ".other.999.tmp").mkdir()  # another path's: not this save's business
+    small_encoder.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.999.tmp", "model"]
