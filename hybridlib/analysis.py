@@ -84,7 +84,7 @@ def conflict(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
     where the log has the probes, the noise floor: the cosine between two independent monolingual batches and
     between two cross-lingual ones, mean and share below zero. A mono/cross cosine is evidence of conflict only
     below that floor."""
-    logs = logs[logs.step > warmup * logs.groupby("run").step.transform("max")]
+    logs = after_warmup(logs, warmup)
     c = logs.dropna(subset=["cosine"])
     table = c.groupby("strategy")["cosine"].agg(measurements="size", mean="mean",
                                                 conflict_share=lambda x: float((x < 0).mean()))
@@ -96,6 +96,11 @@ def conflict(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
     return table.reindex(order(table.index))
 
 
+def after_warmup(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
+    """The log rows past the first ``warmup`` share of each run's steps."""
+    return logs[logs.step > warmup * logs.groupby("run").step.transform("max")]
+
+
 def floor_sentence(logs: pd.DataFrame) -> str:
     """:func:`conflict` over every strategy's probes in one sentence: the mono/cross cosine against the two
     same-kind floors, means and shares below zero, e.g. 'after warm-up the monolingual and the cross-lingual
@@ -103,8 +108,7 @@ def floor_sentence(logs: pd.DataFrame) -> str:
     cross-lingual at .017 (34%)'."""
     if "cosine_mono_mono" not in logs:
         return "not measured"
-    probes = logs.dropna(subset=["cosine_mono_mono"])
-    probes = probes[probes.step > 0.1 * logs.groupby("run").step.transform("max").loc[probes.index]]
+    probes = after_warmup(logs).dropna(subset=["cosine_mono_mono"])
     if probes.empty:
         return "not measured"
     part = lambda col: f"{number('', probes[col].mean())} ({(probes[col].dropna() < 0).mean():.0%} below zero)"  # noqa: E731
@@ -136,6 +140,19 @@ def notebook_durations(profile_dir: str | Path) -> pd.DataFrame:
                 raise ValueError(f"{record}: unreadable run record ({e})") from None
             rows.append({"notebook": notebook, "run": nb.parent.name, "seconds": meta["duration"], "machine": machine})
     return pd.DataFrame(rows, columns=["notebook", "run", "seconds", "machine"])
+
+
+def one_device(times: pd.DataFrame, runs: list[str] | None = None) -> str:
+    """The one kind of device ('cpu', or the GPU's name) every run of :func:`notebook_durations`' table (or of
+    ``runs``) was trained and evaluated on, as the runs record it; runs that record no machine were made before
+    any GPU run, on CPUs. A ``ValueError`` naming the runs of each kind when there are several: a comparison
+    never pairs a run made on a GPU with one made on a CPU (a GPU run belongs to a profile of its own)."""
+    t = times[times.notebook.isin(list(MACHINE_RECORDS)) & (times.run.isin(runs) if runs is not None else True)]
+    kinds = t.groupby(t.machine.map(lambda m: (m or {}).get("cuda") or "cpu")).run.agg(lambda r: sorted(set(r)))
+    if len(kinds) > 1:
+        raise ValueError("runs made on different devices cannot be compared: " + "; ".join(
+            f"{kind}: {', '.join(r[:4])}{f' and {len(r) - 4} more' if len(r) > 4 else ''}" for kind, r in kinds.items()))
+    return kinds.index[0] if len(kinds) else "cpu"
 
 
 def hours_by_machine(times: pd.DataFrame) -> str:

@@ -41,37 +41,6 @@ def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None,
     return pd.concat(frames, ignore_index=True)
 
 
-def devices(profile_dir: str | Path, runs: list[str] | None = None) -> dict[str, str]:
-    """The kind of device each run was trained and evaluated on, from the machine its ``train_summary.json``
-    and ``eval_meta.json`` record: 'cpu', or the GPU's name. Runs that record no machine were made before any
-    GPU run, on CPUs."""
-    import json
-    out = {}
-    for run in sorted({p.parent.name for p in Path(profile_dir).glob("*/eval_meta.json")}):
-        if runs is not None and run not in runs:
-            continue
-        kinds = set()
-        for name in ("train_summary.json", "eval_meta.json"):
-            f = Path(profile_dir) / run / name
-            if f.is_file():
-                kinds.add((json.loads(f.read_text()).get("machine") or {}).get("cuda") or "cpu")
-        out[run] = " + ".join(sorted(kinds))
-    return out
-
-
-def one_device(profile_dir: str | Path, runs: list[str] | None = None) -> str:
-    """The one kind of device every run of a profile was made on (:func:`devices`); a ``ValueError`` naming
-    the runs of each kind when there are several: a comparison never pairs a run made on a GPU with one made
-    on a CPU (their floating-point results differ; a GPU run belongs to a profile of its own)."""
-    kinds: dict[str, list[str]] = {}
-    for run, kind in devices(profile_dir, runs).items():
-        kinds.setdefault(kind, []).append(run)
-    if len(kinds) > 1:
-        raise ValueError(f"{profile_dir}: runs made on different devices cannot be compared: " + "; ".join(
-            f"{kind}: {', '.join(r[:4])}{f' and {len(r) - 4} more' if len(r) > 4 else ''}" for kind, r in kinds.items()))
-    return next(iter(kinds), "cpu")
-
-
 def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
     """Compare every run's results in two profile directories: per run the number of values, the largest
     absolute difference, and the largest headline (``qlang = all``) difference relative to ``max(1, abs(value))``
@@ -231,7 +200,7 @@ def design(strategies) -> pd.DataFrame:
 
 
 def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, str]], margins: dict[str, float],
-             n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
+             sums: dict | None = None) -> pd.DataFrame:
     """Each comparison of ``pairs`` (a :func:`design` table, or (a, b) tuples) on every figure, or on its own
     ``figure`` where ``pairs`` has that column: the difference a - b averaged over seeds, paired by seed and
     question, with its 95% and 90% intervals and p-value from the seeds and the question groups with a t
@@ -259,7 +228,7 @@ def verdicts(per_query: pd.DataFrame, pairs, figures: dict[str, tuple[str, str, 
                 raise ValueError(f"{pair['a']!r} and {pair['b']!r} were not scored on the same queries of "
                                  f"{coll}/{setting}")
             r = seed_test(sa[:, ia] - sb[:, ib], wa[:, ia], margins[metric])
-            strict = r["seeds"] >= 3 and max(abs(r["lo90"]), abs(r["hi90"])) < margins[metric] / 2
+            strict = r["seeds"] >= 3 and r["bound"] < margins[metric] / 2
             rows.append({**pair, "figure": label, **r, "equivalent_strict": strict})
     table = pd.DataFrame(rows)
     if table.empty:
@@ -360,7 +329,7 @@ def interval(figure: str, lo: float, hi: float) -> str:
     return f"[{number(figure, lo, True)}, {number(figure, hi, True)}]"
 
 
-def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 1000, sums: dict | None = None) -> pd.DataFrame:
+def claims(per_query: pd.DataFrame, margins: dict[str, float], sums: dict | None = None) -> pd.DataFrame:
     """Each testable claim with the paper's own difference, the measured one (mean over seeds, 95% interval)
     and its verdict: 'supported' when the four-way verdict says a is better than b (Holm over the claims),
     'contradicted' when worse, 'not supported (equivalent)', or 'inconclusive'; the untestable ones with the
@@ -373,7 +342,7 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], n_boot: int = 100
         delta = "-" if paper is None else number(label, paper, signed=True)
         rows.append({"claim": claim, "a": a, "b": b, "figure": label, "paper (XLM-R)": delta, "run": {a, b} <= present})
     table = pd.DataFrame(rows)
-    tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], FIGURES, margins, n_boot, sums)
+    tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], FIGURES, margins, sums)
     if len(tested):
         table = table.merge(tested[["a", "b", "figure", "diff", "lo", "hi", "seeds", "p_holm", "verdict"]],
                             on=["a", "b", "figure"], how="left")

@@ -95,7 +95,7 @@ class Encoder(nn.Module):
     def autocast(self):
         """Autocast to :attr:`precision` (fp32 accumulation); a no-op in fp32. On a GPU, attention runs on
         PyTorch's own fused kernels, not cuDNN's: cuDNN builds a plan for every new sequence length, and
-        with batches padded to their longest text that took 70% of a bf16 training step's host time on an
+        with batches padded to their longest text that took 69% of a bf16 training step's host time on an
         H200 (benchmarks/results/train_cuda.json, op_profile)."""
         from contextlib import ExitStack
 

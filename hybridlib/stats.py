@@ -98,17 +98,15 @@ def bootstrap_sums(sums: np.ndarray, counts: np.ndarray, n_boot: int = 1000, lev
     return estimate, float(np.quantile(boot, a)), float(np.quantile(boot, 1 - a)), boot
 
 
-def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, n_boot: int = 1000,
-                     seed: int = 0, min_seeds: int = 3) -> dict:
+def paired_seed_test(a, b, seeds, groups, weights=None, margin: float = 0.005, min_seeds: int = 3) -> dict:
     """Difference a - b paired by (seed, query): ``seed_test`` on its (question group, seed) sums."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     weights = np.ones(len(diff)) if weights is None else np.asarray(weights, dtype=float)
     sums, counts = group_seed_sums(diff, seeds, groups, weights)
-    return seed_test(sums, counts, margin, n_boot, seed, min_seeds)
+    return seed_test(sums, counts, margin, min_seeds)
 
 
-def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, n_boot: int = 1000, seed: int = 0,
-              min_seeds: int = 3, draws: np.ndarray | None = None) -> dict:
+def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, min_seeds: int = 3) -> dict:
     """:func:`paired_seed_test` on the (group, seed) sums of the differences and of their weights (G, S): the
     mean over seeds of each seed's (weighted) mean difference, its standard error from :func:`crossed_variance`
     (seeds and question groups, each once), and a t reference with Satterthwaite's degrees of freedom: with a
@@ -116,7 +114,7 @@ def seed_test(sums: np.ndarray, counts: np.ndarray, margin: float = 0.005, n_boo
     normal. The 95% interval and the two-sided p-value for "no difference" come from it; equivalence within
     +-``margin`` is the two one-sided tests at 5%, i.e. the 90% interval inside the margins (Schuirmann
     1987), and only with at least ``min_seeds`` seeds. ``bound``: how far apart the two can be, the larger
-    end of the 90% interval in absolute value. (``n_boot``, ``seed``, ``draws``: unused, kept for callers.)"""
+    end of the 90% interval in absolute value."""
     from scipy.stats import t
     v = crossed_variance(sums, counts)
     diff, se, df = v["diff"], np.sqrt(v["seed_var"] + v["group_var"]), v["df"]
@@ -165,11 +163,16 @@ def crossed_variance(sums: np.ndarray, counts: np.ndarray) -> dict:
         group_var = max(raw - float(share @ share) * interaction / S, 0.0)
     else:
         sd, seed_var, group_var = np.nan, 0.0, raw
-    parts = [(seed_var, S - 1), (group_var, G - 1)]
-    total = seed_var + group_var
-    denom = sum(v ** 2 / d for v, d in parts if d > 0 and v > 0)
-    df = float(total ** 2 / denom) if denom > 0 else float(max(G - 1, 1))
+    df = float(satterthwaite(seed_var, S, group_var, G))
     return {"diff": diff, "sd": sd, "seed_var": seed_var, "group_var": group_var, "df": df}
+
+
+def satterthwaite(seed_var, seeds, group_var, groups):
+    """Satterthwaite's degrees of freedom of a variance in two parts, the seeds' (on ``seeds`` - 1) and the
+    question groups' (on ``groups`` - 1); ``groups`` - 1 where neither part has any spread."""
+    seed_var, seeds = np.asarray(seed_var, dtype=float), np.asarray(seeds, dtype=float)
+    denom = np.where(seeds > 1, seed_var ** 2 / np.maximum(seeds - 1, 1), 0.0) + group_var ** 2 / max(groups - 1, 1)
+    return np.where(denom > 0, (seed_var + group_var) ** 2 / np.where(denom > 0, denom, 1), max(groups - 1, 1))
 
 
 def projected_se(sd: float, se_groups: float, n) -> np.ndarray:
@@ -177,14 +180,6 @@ def projected_se(sd: float, se_groups: float, n) -> np.ndarray:
     as measured: the seeds' part, sd^2 / n, shrinks as seeds are added; the question groups' part, which
     every seed shares, does not."""
     return np.sqrt(sd ** 2 / np.asarray(n, dtype=float) + se_groups ** 2)
-
-
-def projected_df(sd: float, se_groups: float, n, groups: int = 10**6) -> np.ndarray:
-    """Satterthwaite's degrees of freedom of :func:`projected_se` on ``n`` seeds (``groups`` question groups)."""
-    n = np.asarray(n, dtype=float)
-    seed_var, group_var = sd ** 2 / n, se_groups ** 2
-    denom = seed_var ** 2 / (n - 1) + group_var ** 2 / (groups - 1)
-    return np.where(denom > 0, (seed_var + group_var) ** 2 / np.where(denom > 0, denom, 1), groups - 1)
 
 
 def seeds_to_settle(diff: float, sd: float, seeds: int, se_groups: float, margin: float, most: int = 50,
@@ -198,7 +193,7 @@ def seeds_to_settle(diff: float, sd: float, seeds: int, se_groups: float, margin
     if seeds < 2 or not np.isfinite(sd):
         return None, None
     n = np.arange(2, most + 1)
-    se, df = projected_se(sd, se_groups, n), projected_df(sd, se_groups, n, groups)
+    se, df = projected_se(sd, se_groups, n), satterthwaite(sd ** 2 / n, n, se_groups ** 2, groups)
     equivalent = n[(n >= min_seeds) & (abs(diff) + t.ppf(0.95, df) * se < margin)]
     different = n[abs(diff) > t.ppf(0.975, df) * se]
     return (int(equivalent[0]) if len(equivalent) else None), (int(different[0]) if len(different) else None)

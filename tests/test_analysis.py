@@ -264,7 +264,7 @@ def test_claims_carry_the_papers_own_difference():
                            "strategy": "xx"})
         shift = 0.2 if (coll, setting) == ("xquad-r", "cross") else 0.0  # hybrid far better on one claim only
         rows += [xx, xx.assign(strategy="hybrid(0.5)", map=xx["map"] + shift + rng.normal(0, 0.01, 50))]
-    claims = compare.claims(pd.concat(rows).assign(seed=0), {"map": 0.005, "rank_distance": 15}, n_boot=200)
+    claims = compare.claims(pd.concat(rows).assign(seed=0), {"map": 0.005, "rank_distance": 15})
     claims = claims.set_index("claim")
     assert claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "verdict"] == "supported"
     assert claims.loc["Hybrid batches improve multilingual retrieval over X-X training", "verdict"] == "inconclusive"
@@ -273,3 +273,14 @@ def test_claims_carry_the_papers_own_difference():
     assert "+.200 [" in claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "evidence"]
     assert claims.loc["Hybrid batches improve cross-lingual retrieval over X-X training", "paper (XLM-R)"] == "+.031"
     assert claims.loc["Hybrid batches reduce language bias (rank distance) against X-X", "paper (XLM-R)"] == "-123"
+
+
+def test_runs_of_different_devices_are_never_compared():
+    gpu, cpu = {"cpu": "Xeon", "cuda": "NVIDIA H200"}, {"cpu": "Xeon", "cuda": None}
+    times = pd.DataFrame({"notebook": ["02 train", "03 evaluate", "03 evaluate", "03 evaluate", "05 compare"],
+                          "run": ["sum-s0", "sum-s0", "xx-s0", "zero-shot-s0", "study"],
+                          "machine": [gpu, gpu, cpu, None, None]})  # zero-shot-s0: recorded before machines were
+    assert analysis.one_device(times, ["xx-s0", "zero-shot-s0"]) == "cpu"
+    assert analysis.one_device(times.iloc[:2]) == "NVIDIA H200"
+    with pytest.raises(ValueError, match=r"different devices cannot be compared: NVIDIA H200: sum-s0; cpu: xx-s0, zero-shot-s0"):
+        analysis.one_device(times)
