@@ -185,6 +185,19 @@ def _coerce(cls, data: dict, where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives one key twice (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"field {key} is given twice (lines {seen[key]} and {key_node.start_mark.line + 1})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def builtin_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
@@ -201,12 +214,19 @@ def load_profile(name_or_path) -> Profile:
         what = f"profile file {text!r} does not exist" if is_path else f"unknown profile {text!r}"
         raise ConfigError(f"{what}; built-in profiles: {', '.join(builtin_profiles())}, or a YAML file path")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of fields, got {type(data).__name__}")
-    data.setdefault("name", path.stem)
+    if "name" not in data:
+        if not NAME.fullmatch(path.stem):
+            raise ConfigError(f"{path}: the file name gives the profile name {path.stem!r}, which names a directory "
+                              "under the runs directory and must be letters, digits, '.', '_' or '-': rename the "
+                              "file or give the profile a field name")
+        data["name"] = path.stem
     return _coerce(Profile, data, str(path))
 
 
@@ -222,6 +242,8 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
+        if key.strip() in out:
+            raise ConfigError(f"--set {item!r}: field {key.strip()} is set twice")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as e:

@@ -18,6 +18,7 @@ import tarfile
 import time
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,26 +144,43 @@ def _fetch(url: str, attempts: int = 3, wait: float = 2.0) -> bytes:
             time.sleep(wait * 2 ** (attempt - 1))
 
 
-def _shared(url: str) -> bytes:
+def _shared(url: str) -> Path:
     """A download that serves several files (an archive, TyDi's one training file): fetched once into the
     cache and read from there afterwards."""
     path = cache_dir() / "downloads" / url.rsplit("/", 1)[1]
     if not path.is_file():
         atomic_write_bytes(path, _fetch(url))
-    return path.read_bytes()
+    return path
+
+
+def _unpack(url: str, path: Path, member: str | None) -> bytes:
+    """``member`` of the cached download ``path`` (its whole bytes when None). A damaged download is deleted,
+    so that the next attempt fetches it again, and named."""
+    blob = path.read_bytes()
+    try:
+        if member is None:
+            return blob
+        if url.endswith(".zip"):
+            return zipfile.ZipFile(io.BytesIO(blob)).read(member)
+        return tarfile.open(fileobj=io.BytesIO(blob)).extractfile(member).read()
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, KeyError, zlib.error) as e:
+        path.unlink(missing_ok=True)
+        raise DataError(f"{path} (downloaded from {url}): damaged or incomplete archive ({type(e).__name__}: {e}); "
+                        "it was deleted, so the next run downloads it again") from None
 
 
 def _download(src: Source, lang: str, path: Path) -> None:
     url = src.url.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
-    blob = _shared(url) if src.member or src.name == "tydi-train" else _fetch(url)
-    if src.member:
-        member = src.member.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
-        if src.url.endswith(".zip"):
-            blob = zipfile.ZipFile(io.BytesIO(blob)).read(member)
-        else:
-            blob = tarfile.open(fileobj=io.BytesIO(blob)).extractfile(member).read()
-    elif src.name == "tydi-train":  # one official file for all languages; keep this language's entries
-        doc = json.loads(blob)
+    member = src.member.format(lang=lang, name=TYDI_NAMES.get(lang, lang)) if src.member else None
+    blob = _unpack(url, _shared(url), member) if src.member or src.name == "tydi-train" else _fetch(url)
+    if src.name == "tydi-train":  # one official file for all languages; keep this language's entries
+        try:
+            doc = json.loads(blob)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            cached = _shared(url)
+            cached.unlink(missing_ok=True)
+            raise DataError(f"{cached} (downloaded from {url}): not valid JSON ({e}); it was deleted, so the next "
+                            "run downloads it again") from None
         prefix = TYDI_NAMES[lang] + "-"
         doc["data"] = [a for a in doc["data"] if any(q["id"].startswith(prefix)
                                                      for p in a["paragraphs"] for q in p["qas"])]
@@ -205,7 +223,7 @@ def _field(obj, key: str, kind: type, path: Path, where: str):
     if not isinstance(obj, dict) or key not in obj:
         raise DataError(f"{path}: {where}: missing field {key!r}")
     value = obj[key]
-    if not isinstance(value, kind):
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):  # JSON true is not a position
         raise DataError(f"{path}: {where}: field {key!r} is {type(value).__name__}, expected {kind.__name__}")
     return value
 
@@ -231,12 +249,19 @@ def parse(doc: dict, path: Path, name: str, lang: str) -> tuple[list[QA], dict[s
                     raise DataError(f"{path}: {where}: sentences[{bad}] is {type(sentences[bad]).__name__} "
                                     f"{sentences[bad]!r}, expected a string")
                 bad = next((i for i, b in enumerate(breaks) if not (isinstance(b, list) and len(b) == 2 and
-                                                                    all(isinstance(x, int) for x in b))), None)
+                                                                    all(isinstance(x, int) and not isinstance(x, bool) for x in b))), None)
                 if bad is not None:
                     raise DataError(f"{path}: {where}: sentence_breaks[{bad}] is {breaks[bad]!r}, "
                                     "expected [start, end]")
                 if len(breaks) != len(sentences):
                     raise DataError(f"{path}: {where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks")
+                # Breaks run in order through the context; out of order, an answer lands in the wrong sentence.
+                ends = [0] + [e for _, e in breaks]
+                bad = next((i for i, (s, e) in enumerate(breaks) if not ends[i] <= s < e <= len(context)), None)
+                if bad is not None:
+                    raise DataError(f"{path}: {where}: sentence_breaks[{bad}] is {breaks[bad]!r}, expected "
+                                    f"[start, end] with {ends[bad]} <= start < end <= {len(context)} (the breaks run "
+                                    "in order through the context)")
                 # Upstream XQuAD-R tr has spans off by one character against the sentence text: count, don't fail.
                 flaws["sentence_span_mismatch"] += sum(context[s:e] != t for (s, e), t in zip(breaks, sentences))
             for q, qa in enumerate(_field(par, "qas", list, path, where)):

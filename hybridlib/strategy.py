@@ -57,13 +57,16 @@ class Strategy:
         if not m or m.group(1) not in ORDER:
             raise StrategyError(f"unknown strategy {text!r}; allowed: {ALLOWED}")
         name, inside = m.group(1), m.group(2)
-        alpha, options = None, {}
+        alpha, options, given = None, {}, {}
         for arg in [a.strip() for a in inside.split(",")] if inside is not None else []:
             key, _, value = arg.rpartition("=")
             key = key.strip() or ("alpha" if name in TAKES_ALPHA else "")
             allowed = (*OPTIONS.get(name, ()), *(RUN_OPTIONS if name not in UNTRAINED else ()))
             if key != "alpha" and key not in allowed:
                 raise StrategyError(f"strategy {text!r}: {name} takes no argument {arg!r}; allowed: {ALLOWED}")
+            if key in given:
+                raise StrategyError(f"strategy {text!r}: {key} is given twice ({given[key]!r} and {arg!r})")
+            given[key] = arg
             try:
                 number = float(value)
             except ValueError:

@@ -71,6 +71,7 @@ BAD_FIELDS = {  # case -> (YAML, message)
     "absolute path as name": ("name: /tmp/x\n", r"field name='/tmp/x' must be letters"),
     "not a mapping": ("- a\n- b\n", "expected a mapping of fields, got list"),
     "not YAML": ("batch_size: [\n", "not valid YAML"),
+    "a field written twice": ("lr: 1e-4\nseeds: [0]\nlr: 2e-4\n", r"field lr is given twice \(lines 1 and 3\)"),
 }
 
 
@@ -91,6 +92,14 @@ def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeyp
     assert load_profile("smoke.yaml").batch_size == 4 and load_profile("smoke").batch_size == 8
 
 
+def test_a_file_name_that_cannot_name_a_profile_says_so_not_a_field_never_written(tmp_path):
+    path = write(tmp_path, "lr: 1e-4\n", "prüf ung.yaml")
+    with pytest.raises(ConfigError, match="prüf ung.yaml: the file name gives the profile name 'prüf ung', .* rename "
+                                          "the file or give the profile a field name"):
+        load_profile(path)
+    assert load_profile(write(tmp_path, "name: pruefung\n", "prüf ung.yaml")).name == "pruefung"
+
+
 def test_unknown_profile_lists_the_builtin_ones(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile 'gpu'; built-in profiles: cpu, paper, pilot, smoke, study"):
         load_profile("gpu")
@@ -109,6 +118,7 @@ def test_override_validates_like_the_file():
     (["lr"], r"--set 'lr': expected FIELD=VALUE"),
     (["=3"], r"--set '=3': expected FIELD=VALUE"),
     (["seeds=[0,"], r"--set 'seeds=\[0,': the value is not valid YAML"),
+    (["lr=1e-4", "lr=2e-4"], r"--set 'lr=2e-4': field lr is set twice"),
 ])
 def test_bad_overrides_on_the_command_line(items, message):
     from hybridlib.config import parse_overrides
@@ -143,6 +153,9 @@ def test_strategies_parse_once_into_one_type():
     ("pcgrad(c=1)", r"pcgrad takes no argument 'c=1'"),
     ("cagrad(c=-1)", r"c=-1 is outside \[0, inf\]"),
     ("HYBRID(0.5)", "unknown strategy"),
+    ("hybrid(0.5, 0.3)", r"alpha is given twice \('0.5' and '0.3'\)"),
+    ("hybrid(0.5, alpha=0.3)", r"alpha is given twice"),
+    ("hybrid(0.5, lr=1e-4, lr=2e-4)", r"lr is given twice \('lr=1e-4' and 'lr=2e-4'\)"),
     (3, "unknown strategy 3"),
 ])
 def test_bad_strategy_names(text, message):

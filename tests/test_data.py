@@ -94,6 +94,8 @@ BAD = {
                               "duplicate question id"),
     "question id of the wrong type": (mutate(lambda d: qa(d).update(id=7)), "field 'id' is int, expected str"),
     "no articles (a language silently lost)": (b'{"version": "1", "data": []}', "field 'data' is an empty list"),
+    "answer_start true (JSON's true is not position 1)": (
+        mutate(lambda d: qa(d)["answers"][0].update(answer_start=True)), "field 'answer_start' is bool, expected int"),
     "empty answer text": (mutate(lambda d: qa(d)["answers"][0].update(text="", answer_start=0)),
                           r"\(id 'q1'\).answers\[0\]: field 'text' is empty"),
 }
@@ -120,6 +122,12 @@ def test_sentence_breaks_not_covering_the_answer(tmp_path):
     ("sentences", ["Paris is the capital.", 7], r"sentences\[1\] is int 7, expected a string"),
     ("sentences", [None, "It is large."], r"sentences\[0\] is NoneType None, expected a string"),
     ("sentence_breaks", [[0, 21], "22-34"], r"sentence_breaks\[1\] is '22-34', expected \[start, end\]"),
+    ("sentence_breaks", [[0, 21], [22, True]], r"sentence_breaks\[1\] is \[22, True\], expected \[start, end\]"),
+    # swapped, the answer would land in the second sentence: a wrong relevance label, not a known flaw
+    ("sentence_breaks", [[22, 34], [0, 21]], r"sentence_breaks\[1\] is \[0, 21\], expected \[start, end\] with "
+                                             r"34 <= start < end <= 34 \(the breaks run in order"),
+    ("sentence_breaks", [[0, 21], [22, 90]], r"sentence_breaks\[1\] is \[22, 90\], .* <= 34"),
+    ("sentence_breaks", [[0, 0], [0, 34]], r"sentence_breaks\[0\] is \[0, 0\]"),
 ])
 def test_malformed_sentences_are_refused_not_blamed_on_the_known_flaw(tmp_path, field, value, message):
     doc = good_doc(segmented=True)
@@ -217,6 +225,18 @@ def test_a_download_with_the_wrong_checksum_writes_nothing(offline_server, tmp_p
                                         r"\(the download is corrupted or the official file changed\)"):
         load("xquad", "en")
     assert not list(tmp_path.rglob("*.json"))
+
+
+def test_a_damaged_archive_in_the_cache_is_named_deleted_and_fetched_again(offline_server, tmp_path):
+    served, fetched, _ = offline_server
+    url = data.SOURCES["mlqa"].url
+    good, served[url] = served[url], served[url][: len(served[url]) // 2]  # a download cut short
+    with pytest.raises(DataError, match=r"downloads/MLQA_V1.zip \(downloaded from .*\): damaged or incomplete "
+                                        r"archive .* it was deleted, so the next run downloads it again"):
+        load("mlqa", "de")
+    assert not list((tmp_path / "downloads").iterdir()) and not list(tmp_path.rglob("*.json"))
+    served[url] = good
+    assert len(load("mlqa", "de")) > 0 and fetched == [url, url]
 
 
 def test_a_failed_download_is_retried_and_failing_for_good_says_what_to_do(offline_server, tmp_path):
