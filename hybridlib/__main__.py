@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -72,7 +73,8 @@ def command(args) -> int:
         from .trainer import train_run
         check_parameters(STRATEGY=args.strategy, SEED=args.seed, DATA_OUT=args.data, RUN_DIR=args.run_dir)
         summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
-        print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary: the run's, written by rank 0
+            print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
     from .pipeline import IF_INPUTS_CHANGE, estimate, parse_jobs, run
     status = run(profile, args.runs_dir, args.dry_run, args.adopt, args.data_dir, until=args.until, seeds=args.seeds,

@@ -344,7 +344,7 @@ def training_effect(intervals: pd.DataFrame, trained, untrained: str = "zero-sho
     if untrained not in means.index or not len(trained):
         return "not measured"
     out = []
-    for f in figures:
+    for f in [f for f in figures if f in means]:
         after = means.loc[list(trained), f]
         out.append(f"{f} from {number(f, means.loc[untrained, f])} to {number(f, after.min())}-{number(f, after.max())}")
     return ", ".join(out)
@@ -415,3 +415,48 @@ def claims_summary(claims: pd.DataFrame) -> str:
     'of 9 tested, 6 inconclusive, 2 supported, 1 contradicted'."""
     tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
     return f"of {len(tested)} tested, {', '.join(f'{n} {w}' for w, n in tested.verdict.value_counts().items())}"
+
+
+ANSWERED = ("pairs", "steps", "matched", "samplers")  # the questions the answer's bullets take, in order
+
+
+def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, list[str]]:
+    """The answer in a paragraph, and one bullet per question the profile's runs ask (a question no pair of
+    its runs asks is named once, at the end, not listed as 'not run'). The conflict clause only where the
+    trainer probed the same-kind floor."""
+    from .compare import QUESTIONS
+    from .strategy import Strategy
+    asked = [q for q in ANSWERED if len(verdicts) and (verdicts.question == QUESTIONS[q]).any()]
+    floor = floor_sentence(logs) if len(logs) else "not measured"
+    steps = profile.steps(Strategy.parse("hybrid(0.5)"))
+    text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
+            f"{profile.batch_size})")
+    if "pairs" in asked:
+        text += f", hybrid batches and gradient mixing end close at equal pairs: {span(verdicts, QUESTIONS['pairs'])}."
+    else:
+        text += ": no pair of its runs compares hybrid batches with gradient mixing."
+    if floor != "not measured":
+        text += (f" In this regime the two objectives conflict no more than two batches of one kind do: {floor}. "
+                 "The mixing methods have little to act on here; a regime with more room may tell them apart.")
+    bullets = [f"**{QUESTIONS[q]}**: {span(verdicts, QUESTIONS[q])}." for q in asked]
+    others = [QUESTIONS[q] for q in ANSWERED if q not in asked]
+    if others:
+        bullets.append(f"Not asked by this profile's runs: {'; '.join(others)} (the `study` profile asks them).")
+    return text, bullets
+
+
+def coinciding(points: pd.DataFrame, x: str, y: str, within: float) -> pd.DataFrame:
+    """Points that coincide (both coordinates ``within`` of the group's first point) as one labelled point:
+    x, y (the first point's) and label ('sum = pcgrad = gradvac'), so that a plot names every strategy once and
+    says which ones sit on one spot."""
+    groups: list[list] = []
+    for name, row in points.iterrows():
+        for g in groups:
+            if abs(g[0][1] - row[x]) <= within and abs(g[0][2] - row[y]) <= within:
+                g.append((name, row[x], row[y]))
+                break
+        else:
+            groups.append([(name, row[x], row[y])])
+    return pd.DataFrame({x: [g[0][1] for g in groups], y: [g[0][2] for g in groups],
+                         "label": [" = ".join(str(n) for n, _, _ in g) for g in groups],
+                         "size": [len(g) for g in groups]})

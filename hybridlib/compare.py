@@ -2,11 +2,13 @@
 Pareto front, the paper's claims."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .errors import ConfigError
 from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
 from .strategy import RUN_OPTIONS, Strategy
 
@@ -43,10 +45,15 @@ def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None,
 
 def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple[pd.DataFrame, list[str]]:
     """Compare every run's results in two profile directories: per run the number of values, the largest
-    absolute difference, and the largest headline (``qlang = all``) difference relative to ``max(1, abs(value))``
-    (so rank distances, in the hundreds, are held to the same relative standard as mAP). Problems: a run
-    in one directory only, rows in one table only, unreadable tables, NaN values, headline differences
-    above ``tolerance``."""
+    absolute difference, and the largest difference relative to ``max(1, abs(value))`` (so rank distances,
+    in the hundreds, are held to the same relative standard as mAP), over every row: headline and
+    per-language figures alike. Problems: a run in one directory only, rows in one table only, unreadable
+    tables, a value NaN on one side only, differences above ``tolerance``."""
+    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"tolerance={tolerance!r}: expected a finite number >= 0")
+    for d in (a, b):
+        if not Path(d).is_dir():
+            raise ConfigError(f"{d}: no such directory (expected a profile's results directory, e.g. runs/cpu)")
     key = ["collection", "setting", "qlang", "plang", "metric"]
     runs = [{p.parent.name for p in Path(d).glob("*/results.parquet")} for d in (a, b)]
     problems = [f"{run}: results in {d} only" for d, only in ((a, runs[0] - runs[1]), (b, runs[1] - runs[0]))
@@ -64,28 +71,29 @@ def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple
         for side, d in (("left_only", a), ("right_only", b)):
             if (m["_merge"] == side).any():
                 problems.append(f"{run}: {int((m['_merge'] == side).sum())} result rows only in {d}")
-        m = m[m["_merge"] == "both"]
-        nan = m[["value_a", "value_b"]].isna().any(axis=1) & (m["qlang"] == "all")
+        m = m[m["_merge"] == "both"].reset_index(drop=True)
+        nan = m["value_a"].isna() != m["value_b"].isna()
         if nan.any():
-            problems.append(f"{run}: NaN headline value(s) for {sorted(set(m.loc[nan, 'metric']))}")
+            problems.append(f"{run}: {int(nan.sum())} value(s) NaN on one side only, e.g. "
+                            f"{'/'.join(map(str, m.loc[nan.idxmax(), key]))}")
         diff = (m["value_a"] - m["value_b"]).abs()
-        rel = (diff / np.maximum(1.0, m["value_a"].abs()))[m["qlang"] == "all"]
+        rel = diff / np.maximum(1.0, m["value_a"].abs())
         worst = rel.idxmax() if rel.notna().any() else None
+        where = "/".join(map(str, m.loc[worst, key])) if worst is not None else ""
         row = {"run": run, "values": len(m), "max_abs_diff": float(diff.max()) if len(m) else np.nan,
-               "max_rel_diff_headline": float(rel.max()) if worst is not None else np.nan,
-               "worst": "/".join(m.loc[worst, ["collection", "setting", "metric"]]) if worst is not None else ""}
+               "max_rel_diff": float(rel.max()) if worst is not None else np.nan, "worst": where}
         if worst is not None and rel.max() > tolerance:
-            problems.append(f"{run}: {row['worst']} differs by {diff[worst]:.6g} ({m.loc[worst, 'value_a']:.6g} vs "
+            problems.append(f"{run}: {where} differs by {diff[worst]:.6g} ({m.loc[worst, 'value_a']:.6g} vs "
                             f"{m.loc[worst, 'value_b']:.6g}), above the tolerance {tolerance:g}")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run", "values", "max_abs_diff", "max_rel_diff_headline", "worst"]), problems
+    return pd.DataFrame(rows, columns=["run", "values", "max_abs_diff", "max_rel_diff", "worst"]), problems
 
 
 def pareto(points: pd.DataFrame, x: str, y: str) -> pd.Series:
     """True for the points no other point beats on both ``x`` and ``y`` (higher is better)."""
     xs, ys = points[x].to_numpy(), points[y].to_numpy()
     dominated = [((xs >= xs[i]) & (ys >= ys[i]) & ((xs > xs[i]) | (ys > ys[i]))).any() for i in range(len(points))]
-    return pd.Series(~np.array(dominated), index=points.index)
+    return pd.Series(~np.array(dominated, dtype=bool), index=points.index)
 
 
 def pareto_frequency(sums: dict, x: str, y: str, strategies: list[str], n_boot: int = 1000, seed: int = 0) -> pd.Series:
@@ -270,6 +278,14 @@ FIGURES = {  # label -> (collection, setting, metric)
     "TyDi multi MRR@10": ("tydi", "multi", "mrr@10"),
 }
 LOWER_IS_BETTER = {"rank_distance"}
+
+
+def present(figures: dict[str, tuple[str, str, str]], per_query: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
+    """The figures the per-query table holds (a profile evaluates on the collections it names): those with
+    rows of their collection and view and values of their metric."""
+    views = set(zip(per_query["collection"], per_query["setting"]))
+    return {label: (c, s, m) for label, (c, s, m) in figures.items()
+            if (c, s) in views and m in per_query and per_query.loc[(per_query.collection == c) & (per_query.setting == s), m].notna().any()}
 FIGURES_PER_QUERY = PER_QUERY + sorted({metric for _, _, metric in FIGURES.values()})  # collect(columns=...)
 
 # The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons, each
@@ -334,15 +350,16 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], sums: dict | None
     and its verdict: 'supported' when the four-way verdict says a is better than b (Holm over the claims),
     'contradicted' when worse, 'not supported (equivalent)', or 'inconclusive'; the untestable ones with the
     reason."""
-    present = set(per_query["strategy"])
+    strategies, figures = set(per_query["strategy"]), present(FIGURES, per_query)
     words = {"better": "supported", "worse": "contradicted", "equivalent": "not supported (equivalent)",
              "inconclusive": "inconclusive"}
     rows = []
     for claim, a, b, label, paper in CLAIMS:
         delta = "-" if paper is None else number(label, paper, signed=True)
-        rows.append({"claim": claim, "a": a, "b": b, "figure": label, "paper (XLM-R)": delta, "run": {a, b} <= present})
+        rows.append({"claim": claim, "a": a, "b": b, "figure": label, "paper (XLM-R)": delta,
+                     "run": {a, b} <= strategies and label in figures})
     table = pd.DataFrame(rows)
-    tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], FIGURES, margins, sums)
+    tested = verdicts(per_query, table[table.run][["a", "b", "figure"]], figures, margins, sums)
     if len(tested):
         table = table.merge(tested[["a", "b", "figure", "diff", "lo", "hi", "seeds", "p_holm", "verdict"]],
                             on=["a", "b", "figure"], how="left")
@@ -351,7 +368,8 @@ def claims(per_query: pd.DataFrame, margins: dict[str, float], sums: dict | None
             f"{r.seeds} seed{'s' * (r.seeds > 1)}, Holm p = {r.p_holm:.3g}" for r in table[table.run].itertuples()]
         table.loc[table.run, "verdict"] = table.loc[table.run, "verdict"].map(words)
     table.loc[~table.run, "verdict"] = "not run"
-    table.loc[~table.run, "evidence"] = [f"{r.a} vs {r.b}: not run in this profile" for r in table[~table.run].itertuples()]
+    table.loc[~table.run, "evidence"] = [f"{r.a} vs {r.b}: not run in this profile" if r.figure in figures else
+                                         f"{r.figure}: not evaluated in this profile" for r in table[~table.run].itertuples()]
     untestable = pd.DataFrame([{"claim": c, "verdict": "not testable offline", "evidence": why, "paper (XLM-R)": "-"}
                                for c, why in NOT_TESTABLE])
     return pd.concat([table, untestable], ignore_index=True)[["claim", "paper (XLM-R)", "verdict", "evidence"]]

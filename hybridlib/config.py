@@ -257,13 +257,14 @@ def _directory(name, v):
         raise ConfigError(f"parameter {name}={v!r}: no such directory")
 
 
-def _data_out(name, v, profile="PROFILE"):
+def require_data(data_out, profile: str = "PROFILE", name: str = "DATA_OUT") -> None:
     """Notebook 01's output, or exactly what to run to make it (it is not committed: a fresh clone or runtime
-    has only the collections)."""
-    if not isinstance(v, str) or not (Path(v) / "train_pairs.parquet").is_file():
-        where = "no such directory" if not isinstance(v, str) or not Path(v).is_dir() else "no train_pairs.parquet there"
-        runs = Path(v).parent.parent if isinstance(v, str) else "RUNS"
-        raise ConfigError(f"parameter {name}={v!r}: {where}; notebook 01 writes it. Run it first, from this "
+    has only the collections). Said the same by the notebooks' checks, the trainer and the collection loader,
+    so a notebook executed with older code says it too."""
+    if not isinstance(v := data_out, (str, Path)) or not (Path(v) / "train_pairs.parquet").is_file():
+        where = "no such directory" if not isinstance(v, (str, Path)) or not Path(v).is_dir() else "no train_pairs.parquet there"
+        runs = Path(v).parent.parent if isinstance(v, (str, Path)) else "RUNS"
+        raise ConfigError(f"parameter {name}={str(v)!r}: {where}; notebook 01 writes it. Run it first, from this "
                           f"notebook's folder: python -m hybridlib run --profile {profile} --runs-dir {runs} "
                           f"--until 01_data")
 
@@ -302,7 +303,7 @@ def _runs(name, v):
 CHECKS = {  # notebook parameter -> its check
     "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy,
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
-    "DATA_OUT": _data_out,
+    "DATA_OUT": lambda name, v: require_data(v, name=name),
     "PROFILE_DIR": _directory, "RUNS": _runs, "BENCHMARKS": _output,
 }
 
@@ -315,7 +316,7 @@ def check_parameters(**params) -> Profile | None:
         raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted(CHECKS)}")
     for name, value in params.items():
         if name == "DATA_OUT":
-            _data_out(name, value, params.get("PROFILE", "PROFILE"))
+            require_data(value, params.get("PROFILE", "PROFILE"))
         else:
             CHECKS[name](name, value)
     return load_profile(params["PROFILE"]) if "PROFILE" in params else None

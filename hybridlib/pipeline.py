@@ -75,6 +75,9 @@ def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path, threads:
 
     ipc = os.path.join(tempfile.gettempdir(), f"hybridlib-kernel-{os.getpid()}-{threading.get_ident()}")
     env = {**os.environ, **thread_env(threads)} if threads else None
+    # The kernel process's own log (not the cells' output, which the notebook keeps): shown only when the task
+    # fails, so that an interrupt or a kernel's shutdown chatter prints no traceback of a closed socket.
+    kernel_log = tempfile.TemporaryFile("w+")
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
@@ -83,11 +86,18 @@ def _run_notebook(source: Path, out: Path, parameters: dict, cwd: Path, threads:
         async def _async_pre_start_kernel(self, **kw):
             if env is not None:
                 kw["env"] = env
+            kw["stderr"] = kernel_log
             return await super()._async_pre_start_kernel(**kw)
     try:
         papermill.execute_notebook(str(source), str(out), parameters=parameters, cwd=str(cwd), progress_bar=False,
                                    kernel_name="python3", language="python", kernel_manager_class=IPCKernelManager)
+    except Exception:
+        kernel_log.seek(0)
+        if text := kernel_log.read().strip():
+            log.warning("%s: the kernel's log:\n%s", out.name, text[-4000:])
+        raise
     finally:
+        kernel_log.close()
         for socket in glob.glob(f"{ipc}-*"):
             os.unlink(socket)
 
@@ -166,6 +176,7 @@ def execute(t: Task, cwd: Path = NOTEBOOKS, threads: int | None = None) -> str:
 
 
 IF_INPUTS_CHANGE = "would run: if its inputs change"  # a done task after one that would run
+CHANGES = ("would run: settings changed", "would run: after ")  # statuses of tasks whose outputs will differ
 
 
 def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_existing: bool = False,
@@ -216,9 +227,12 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         (reasons, _), out = plan(todo), {}
         for t in todo:  # in order, so "pending" travels down the whole chain
             pending = any(out.get(u.name, "skipped (done)") != "skipped (done)" for u in t.upstream)
+            # an upstream task re-run with other settings writes other outputs: this one surely runs after it
+            changed = next((u.name for u in t.upstream if out.get(u.name, "").startswith(CHANGES)), None)
             adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
             out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
                 f"would run: {reasons[t.name]}" if reasons[t.name] else \
+                f"would run: after {changed}" if changed else \
                 IF_INPUTS_CHANGE if pending else "skipped (done)"
         return out
     logging.getLogger("papermill").setLevel(logging.WARNING)

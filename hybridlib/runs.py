@@ -132,8 +132,20 @@ class Task:
     def outputs_valid(self) -> str | None:
         """None when every output exists and its products parse; else what is wrong."""
         for name in self.outputs:
-            if not (self.out_dir / name).exists():
+            path = self.out_dir / name
+            if not path.exists():
                 return f"output {name} missing"
+            if path.is_file() and path.stat().st_size == 0:
+                return f"output {path} is empty"
+            if path.suffix == ".ipynb":
+                try:
+                    notebook = json.loads(path.read_text(encoding="utf-8"))
+                    failed = notebook["metadata"].get("papermill", {}).get("exception")
+                    cells = notebook["cells"]
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
+                    return f"output {path} is not a notebook ({type(e).__name__}: {e})"
+                if failed or not cells:
+                    return f"output {path} {'stopped with an error' if failed else 'has no cells'}"
         for product in self.products:
             try:
                 content_digest(self.out_dir, product)

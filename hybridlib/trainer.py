@@ -30,6 +30,7 @@ from .errors import ConfigError, HybridError
 from .losses import gather, info_nce
 from .paths import atomic_write_bytes, atomic_write_text
 from .samplers import make_sampler
+from .config import require_data
 from .strategy import Strategy
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Trainer:
         self.ids = {col: encoder.tokenize(self.pairs[col].tolist(), kind,
                                           c.max_query_length if kind == "query" else c.max_passage_length)
                     for col, kind in texts.items()}
-        self.step, self.saved_step, self.tokens, self.stalled = 0, 0, 0, 0
+        self.step, self.saved_step, self.tokens, self.recent = 0, 0, 0, []
         self.chance = math.log(c.batch_size * (2 if c.hard_negatives else 1))  # InfoNCE of a uniform guess
 
     # ---- one objective's loss and gradient ---------------------------------------------------------
@@ -199,12 +200,13 @@ class Trainer:
         return flat, self.check(f"{objective} loss", value), self.check(f"{objective} gradient", norm, "norm ")
 
     def non_finite(self, what: str) -> NonFiniteError:
-        return NonFiniteError(f"step {self.step + 1}: non-finite {what}; the last good checkpoint is "
-                              f"{self.run_dir / 'checkpoint'} (step {self.saved_step})")
+        where = (f"the last good checkpoint is {self.run_dir / 'checkpoint'} (step {self.saved_step})" if self.saved_step
+                 else "no checkpoint was saved before it: a re-run starts from the initial weights")
+        return NonFiniteError(f"step {self.step + 1}: non-finite {what}; {where}")
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"step": self.step, "tokens": self.tokens, "stalled": self.stalled,
+        return {"step": self.step, "tokens": self.tokens, "recent": self.recent,
                 "params": {n: p.detach().cpu().clone() for n, p in zip(self.names, self.params)},
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "batches": self.batches.state_dict(), "probe": self.probe.state_dict() if self.probe else None,
@@ -244,7 +246,7 @@ class Trainer:
                 p.copy_(s["params"][n])
         self.optimizer.load_state_dict(s["optimizer"])
         self.scheduler.load_state_dict(s["scheduler"])
-        self.step, self.tokens, self.stalled = s["step"], s["tokens"], s.get("stalled", 0)
+        self.step, self.tokens, self.recent = s["step"], s["tokens"], s.get("recent", [])
         self.batches.load_state_dict(s["batches"])
         if self.probe:
             self.probe.load_state_dict(s["probe"])
@@ -332,15 +334,23 @@ class Trainer:
         return entry
 
     def check_collapse(self, loss: float, norm: float) -> None:
-        """Stop a run that has stopped learning: the loss at chance (every passage scored alike) or a vanishing
-        gradient for ``collapse_steps`` steps running (a learning rate far too high, a degenerate batch)."""
-        stuck = abs(loss - self.chance) < 1e-3 or norm < 1e-8
-        self.stalled = self.stalled + 1 if stuck else 0
-        if self.profile.collapse_steps and self.stalled >= self.profile.collapse_steps:
+        """Stop a run that has stopped learning (a learning rate far too high, a degenerate batch). Chance is
+        ln(batch), the loss of a uniform guess; a collapsed model scores every passage alike and its loss sits
+        within 1% of chance (a tolerance that grows with the batch), while a learning one, even a weak one,
+        moves by tenths from batch to batch. The check fires when 3 in 4 of the last ``collapse_steps`` steps
+        sat there (a few steps that dip do not hide it), or the gradient vanished on all of them."""
+        n = self.profile.collapse_steps
+        if not n:
+            return
+        self.recent = [*self.recent, [loss, norm]][-n:]
+        at_chance = sum(abs(x - self.chance) < 0.01 * self.chance for x, _ in self.recent)
+        largest = max(g for _, g in self.recent)
+        if len(self.recent) == n and (at_chance >= 0.75 * n or largest < 1e-8):
             raise CollapseError(
-                f"step {self.step + 1}: training collapsed: loss {loss:.4f} (chance ln({round(math.exp(self.chance))}) "
-                f"= {self.chance:.4f}), gradient norm {norm:.2e}, for {self.stalled} steps running; lower lr "
-                f"(now {self.profile.lr:g}) or raise collapse_steps (0 turns this check off)")
+                f"step {self.step + 1}: training collapsed: the loss sat within 1% of chance "
+                f"(ln({round(math.exp(self.chance))}) = {self.chance:.4f}) on {at_chance} of the last {n} steps, "
+                f"the largest gradient norm was {largest:.2e}; lower lr (now {self.profile.lr:g}) or raise "
+                "collapse_steps (0 turns this check off)")
 
     def train(self) -> dict:
         """Train to the budget (resuming from a checkpoint when one exists); returns the run's summary."""
@@ -437,7 +447,15 @@ def finished(run_dir: Path, config: dict) -> dict | None:
     if diff:
         raise ConfigError(f"{run_dir}: this run finished with other settings ({'; '.join(diff)}); "
                           "use another run directory, or delete this one to train again")
-    return summary if (run_dir / "model").is_dir() else None
+    if not (run_dir / "model").is_dir():
+        return None
+    log_path = run_dir / "train_log.jsonl"
+    steps = sorted({e.get("step") for e in read_entries(log_path)})
+    if steps != list(range(1, summary["steps"] + 1)):
+        raise TrainingError(f"{log_path}: holds {len(steps)} of the finished run's {summary['steps']} steps "
+                            f"(last {steps[-1] if steps else 'none'}): lost or damaged; its curves cannot be "
+                            "redrawn without training again: delete the run directory to do so")
+    return summary
 
 
 def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir: str | os.PathLike,
@@ -451,6 +469,8 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
 
     strategy, run_dir = Strategy.parse(strategy), Path(run_dir)
     config = run_config(profile, strategy, seed)
+    if finished(run_dir, config) is None:
+        require_data(data_out, profile.name)
     # Loaded before joining the process group: transformers writes a model on rank 0 only, and under torchrun
     # every rank may have to build the embedded model's cache (each in a private folder, renamed into place).
     encoder = load_encoder(profile.model, num_layers=profile.num_layers,

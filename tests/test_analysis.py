@@ -284,3 +284,29 @@ def test_runs_of_different_devices_are_never_compared():
     assert analysis.one_device(times.iloc[:2]) == "NVIDIA H200"
     with pytest.raises(ValueError, match=r"different devices cannot be compared: NVIDIA H200: sum-s0; cpu: xx-s0, zero-shot-s0"):
         analysis.one_device(times)
+
+
+def test_points_that_coincide_are_labelled_once_together():
+    points = pd.DataFrame({"mono": [0.670, 0.6704, 0.681, 0.6702], "cross": [0.599, 0.5993, 0.608, 0.5991]},
+                          index=["sum", "pcgrad", "hybrid(0.75)", "gradvac"])
+    g = analysis.coinciding(points, "mono", "cross", within=0.0005)
+    assert g["label"].tolist() == ["sum = pcgrad = gradvac", "hybrid(0.75)"] and g["size"].tolist() == [3, 1]
+    assert g[["mono", "cross"]].values.tolist() == [[0.670, 0.599], [0.681, 0.608]]
+
+
+def test_the_answer_lists_only_the_questions_the_runs_ask():
+    from hybridlib.compare import QUESTIONS
+    from hybridlib.config import Profile
+    row = {"a": "hybrid(0.5)", "b": "sum", "figure": "XQuAD-R mono mAP", "diff": 0.001, "bound": 0.004, "margin": 0.01,
+           "verdict": "equivalent", "equivalent_strict": True, "seeds": 3}
+    verdicts = pd.DataFrame([{**row, "question": QUESTIONS["pairs"]}])
+    profile = Profile("t", batch_size=32, budget_pairs=3072, strategies=("hybrid(0.5)", "sum"))
+    text, bullets = analysis.answer(profile, verdicts, pd.DataFrame())
+    assert text.startswith("Fine-tuning multilingual-e5-small on 3,072 MLQA pairs (96 steps of 32), hybrid batches "
+                           "and gradient mixing end close at equal pairs: hybrid(0.5) vs sum: at most .004 in mAP")
+    assert "conflict" not in text  # no floor probed: nothing said about it
+    assert bullets[0].startswith("**vs mixing, equal pairs**: hybrid(0.5) vs sum") and len(bullets) == 2
+    assert bullets[1] == ("Not asked by this profile's runs: vs mixing, equal steps; vs matched sum(alpha); vs X-X and "
+                          "X-Y (the `study` profile asks them).")
+    text, bullets = analysis.answer(profile, verdicts.iloc[:0], pd.DataFrame())
+    assert text.endswith(": no pair of its runs compares hybrid batches with gradient mixing.") and len(bullets) == 1

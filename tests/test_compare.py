@@ -66,9 +66,24 @@ def test_reproduction_reports_the_largest_difference(tmp_path):
         (tmp_path / side / "run-s0").mkdir(parents=True)
         rows.assign(value=rows["value"] + delta).to_parquet(tmp_path / side / "run-s0" / "results.parquet")
     table, problems = compare.reproduction(tmp_path / "a", tmp_path / "b", tolerance=0.01)
-    assert table["max_rel_diff_headline"].iloc[0] == pytest.approx(0.001) and problems == []
+    assert table["max_rel_diff"].iloc[0] == pytest.approx(0.001) and problems == []
     table, problems = compare.reproduction(tmp_path / "a", tmp_path / "b", tolerance=1e-6)
-    assert problems == ["run-s0: x/mono/map differs by 0.001 (0.5 vs 0.501), above the tolerance 1e-06"]
+    assert problems == ["run-s0: x/mono/all/all/map differs by 0.001 (0.5 vs 0.501), above the tolerance 1e-06"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tolerance", "nan"], r"tolerance=nan: expected a finite number >= 0"),
+    (["--tolerance", "-1"], r"tolerance=-1.0: expected a finite number >= 0"),
+    (["--tolerance", "inf"], r"tolerance=inf: expected a finite number >= 0"),
+    (["missing"], r"missing: no such directory \(expected a profile's results directory"),
+])
+def test_verify_refuses_a_tolerance_that_passes_anything_and_a_missing_directory(tmp_path, capsys, argv, message):
+    from hybridlib.__main__ import main
+    write_results(tmp_path / "a" / "xx-s0")
+    dirs = [str(tmp_path / "a"), str(tmp_path / argv[0])] if argv[0] == "missing" else [str(tmp_path / "a")] * 2
+    assert main(["verify", *dirs, *[x for x in argv if x != "missing"]]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1  # one line, no traceback
 
 
 def write_results(path, **changes):
@@ -83,8 +98,9 @@ def write_results(path, **changes):
 @pytest.mark.parametrize("case, expected", [
     ("missing run", "xy-s0: results in {a} only"),
     ("missing rows", "xx-s0: 1 result rows only in {a}"),
-    ("nan", r"xx-s0: NaN headline value\(s\) for \['map'\]"),
-    ("rank distance off by 1000", r"xx-s0: x/multi/rank_distance differs by 1000"),
+    ("nan", r"xx-s0: 2 value\(s\) NaN on one side only, e.g. x/mono/all/all/map"),
+    ("rank distance off by 1000", r"xx-s0: x/multi/all/all/rank_distance differs by 1000"),
+    ("a per-language figure off by .5", r"xx-s0: x/mono/de/de/map differs by 0.5"),
 ])
 def test_verify_fails_on_what_a_reproduction_must_not_lose(tmp_path, case, expected):
     a, b = tmp_path / "a", tmp_path / "b"
@@ -99,6 +115,11 @@ def test_verify_fails_on_what_a_reproduction_must_not_lose(tmp_path, case, expec
         write_results(b / "xx-s0", map=float("nan"))
     if case == "rank distance off by 1000":
         write_results(b / "xx-s0", rank_distance=1350.0)
+    if case == "a per-language figure off by .5":
+        for d, value in ((a, 0.4), (b, 0.9)):
+            t = pd.read_parquet(d / "xx-s0" / "results.parquet")
+            t.loc[len(t)] = ["x", "mono", "de", "de", "map", value]
+            t.to_parquet(d / "xx-s0" / "results.parquet")
     _, problems = compare.reproduction(a, b)
     assert any(re.search(expected.format(a=a), p) for p in problems), problems
     from hybridlib.__main__ import main

