@@ -290,7 +290,7 @@ FIGURES_PER_QUERY = PER_QUERY + sorted({metric for _, _, metric in FIGURES.value
 
 # The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons, each
 # saying that a is better than b: (claim, strategy a, strategy b, figure, the paper's own difference a - b for
-# XLM-R: its Table of XQuAD-R / MLQA-R results, see DESIGN.md; None where it has none).
+# XLM-R: its table of XQuAD-R / MLQA-R results; None where it has none).
 CLAIMS = [
     ("Hybrid batches improve cross-lingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R cross mAP", 0.031),
     ("Hybrid batches improve multilingual retrieval over X-X training", "hybrid(0.5)", "xx", "XQuAD-R multi mAP", 0.046),

@@ -263,10 +263,14 @@ def require_data(data_out, profile: str = "PROFILE", name: str = "DATA_OUT") -> 
     so a notebook executed with older code says it too."""
     if not isinstance(v := data_out, (str, Path)) or not (Path(v) / "train_pairs.parquet").is_file():
         where = "no such directory" if not isinstance(v, (str, Path)) or not Path(v).is_dir() else "no train_pairs.parquet there"
-        runs = Path(v).parent.parent if isinstance(v, (str, Path)) else "RUNS"
-        raise ConfigError(f"parameter {name}={str(v)!r}: {where}; notebook 01 writes it. Run it first, from this "
-                          f"notebook's folder: python -m hybridlib run --profile {profile} --runs-dir {runs} "
-                          f"--until 01_data")
+        raise ConfigError(f"parameter {name}={str(v)!r}: {where}; notebook 01 writes it. {data_command(v, profile)}")
+
+
+def data_command(data_out, profile: str = "PROFILE") -> str:
+    """What to run, from a notebook's folder, to make notebook 01's output ``data_out`` (RUNS/PROFILE/data)."""
+    runs = Path(data_out).parent.parent if isinstance(data_out, (str, Path)) else "RUNS"
+    return (f"Run it first, from this notebook's folder: python -m hybridlib run --profile {profile} --runs-dir {runs} "
+            "--until 01_data")
 
 
 def _seed(name, v):

@@ -96,9 +96,10 @@ class Collection:
         for part in ("queries", "pool", "qrels"):
             path = d / f"{part}.parquet"
             if not path.is_file():
-                from .config import require_data
-                require_data(Path(directory).parent, Path(directory).parent.parent.name)  # says how to make them
-                raise CollectionError(f"{path}: missing; build the collections first (notebook 01)")
+                from .config import data_command
+                data = Path(directory).parent  # RUNS/PROFILE/data/collections: what makes them
+                raise CollectionError(f"{path}: missing; build the collections first (notebook 01). "
+                                      f"{data_command(data, data.parent.name)}")
             parts[part] = pd.read_parquet(path)
         return cls(name, **parts)
 

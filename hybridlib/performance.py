@@ -44,7 +44,7 @@ def training(trained: pd.DataFrame) -> pd.DataFrame:
     g = trained.groupby("strategy", sort=False)
     return pd.DataFrame({"runs": g.size(), "steps": g["steps"].first(), "pairs": g["pairs_seen"].first(),
                          "pairs/s": g["pairs_per_s"].median(), "minutes": g["seconds_this_session"].median() / 60,
-                         "peak memory (GB)": g["peak_rss_gb"].median()}).rename_axis(None)
+                         "peak GB": g["peak_rss_gb"].median()}).rename_axis(None)
 
 
 def targets(bench: dict) -> pd.DataFrame:
@@ -95,6 +95,6 @@ def gpu_check(path: str | Path) -> tuple[pd.DataFrame, str]:
         elif line[:4] in ("PASS", "FAIL"):
             check, _, figures = line[5:].partition(": ")
             results[check] = {"check": check, "result": line[:4], "figures": figures,
-                              "run": f"{run}, code {code}" if run else "-"}
+                              "run": f"run {run} ({code})" if run else "-"}
     table = pd.DataFrame(list(results.values()), columns=["check", "result", "figures", "run"])
     return table, lines[0].lstrip("# ") if lines else ""

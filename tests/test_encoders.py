@@ -259,13 +259,13 @@ def test_a_save_removes_what_a_killed_save_left(small_encoder, tmp_path):
 
 
 def test_a_failed_write_of_the_weights_says_where_in_one_line_and_leaves_nothing(small_encoder, tmp_path, monkeypatch):
-    import safetensors.torch
+    import transformers.modeling_utils
     from safetensors import SafetensorError
 
     def full(*args, **kwargs):
         raise SafetensorError("Error while serializing: IoError(Os { code: 122, kind: QuotaExceeded })")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", full)  # where save_pretrained calls it
     with pytest.raises(OSError, match=r"could not save the model to .*/model: Error while serializing") as err:
         small_encoder.save(tmp_path / "model")
     assert err.value.__cause__ is None and err.value.__suppress_context__

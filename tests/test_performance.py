@@ -68,8 +68,8 @@ def test_the_gpu_check_shows_each_checks_latest_result_and_the_run_and_commit_it
                     "PASS evaluate: zero-shot XQuAD-R mAP mono 0.799\n")
     table, heading = performance.gpu_check(path)
     assert heading == "gpu_check 2026-11-27 on NVIDIA H200, torch 2.11"
-    assert table.values.tolist() == [["train xx", "PASS", "4 steps on cuda:0 (bf16)", "1, code ed0e303"],
-                                     ["evaluate", "PASS", "zero-shot XQuAD-R mAP mono 0.799", "2, code e840ec4"]]
+    assert table.values.tolist() == [["train xx", "PASS", "4 steps on cuda:0 (bf16)", "run 1 (ed0e303)"],
+                                     ["evaluate", "PASS", "zero-shot XQuAD-R mAP mono 0.799", "run 2 (e840ec4)"]]
 
 
 @pytest.mark.parametrize("name", ["benchmarks", "gpu_check"])
