@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hybridlib.store import machine  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
 
 

@@ -20,7 +20,7 @@ rng = np.random.default_rng(0)
 texts = [texts[i] for i in rng.choice(len(texts), N, replace=False)]
 DEVICE = device()
 ours = load_encoder(device=DEVICE)
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer  # noqa: E402  (after the embedded model's cache is built)
 
 st = SentenceTransformer(str(cache_dir() / "models" / "multilingual-e5-small"), device=DEVICE)
 st.max_seq_length = MAXLEN

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import MLQA_LANGS
 from .compare import number, plain
+from .data import MLQA_LANGS
 from .strategy import Strategy, sort
 
 

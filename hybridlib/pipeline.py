@@ -20,8 +20,16 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from .config import ConfigError, Profile, load_profile
-from .paths import (CHECKOUT, NOTEBOOKS, REPO_ROOT, Locked, atomic_write_bytes, atomic_write_text, default_runs_dir,
-                    locked)
+from .paths import (
+    CHECKOUT,
+    NOTEBOOKS,
+    REPO_ROOT,
+    Locked,
+    atomic_write_bytes,
+    atomic_write_text,
+    default_runs_dir,
+    locked,
+)
 from .runs import Task, adopt, analysis_tasks, clean_notebook, estimate_seconds, measured_ranges, measured_times, tasks
 from .strategy import Strategy
 
@@ -200,41 +208,9 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
     profile, profile_file, todo = prepare(profile, runs_dir, data_dir)
     if jobs > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-    if until:
-        stems = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
-        if until not in stems:
-            raise ConfigError(f"until={until!r}: not a notebook; one of {', '.join(stems)}")
-        todo = [t for t in todo if Path(t.notebook).stem <= until]
-    if seeds is not None or strategies is not None:
-        wanted = None if strategies is None else {str(Strategy.parse(s)) for s in strategies}
-        unknown = sorted((wanted or set()) - {str(s) for s in profile.strategy_list}) + \
-            [str(s) for s in seeds or [] if s not in profile.seeds]
-        if unknown:
-            raise ConfigError(f"--seeds/--strategies: {', '.join(unknown)} not in profile {profile.name}")
-        todo = [t for t in todo if t.notebook == "01_data.ipynb" or (
-            "STRATEGY" in t.parameters and (seeds is None or t.parameters["SEED"] in seeds)
-            and (wanted is None or t.parameters["STRATEGY"] in wanted))]
-    if interim:
-        if until or seeds is not None or strategies is not None:
-            raise ConfigError("--interim runs the analysis notebooks over every finished run: no --until, "
-                              "--seeds or --strategies with it")
-        reasons, _ = plan(todo)
-        finished = [t for t in todo if t.notebook == "03_evaluate.ipynb" and reasons[t.name] is None]
-        if not finished:
-            raise ConfigError(f"--interim: no run of profile {profile.name} has finished yet")
-        todo = analysis_tasks(profile_file.parent, workdir(profile_file.parent.parent), finished)
+    todo = select(profile, profile_file, todo, until, seeds, strategies, interim)
     if dry_run:
-        (reasons, _), out = plan(todo), {}
-        for t in todo:  # in order, so "pending" travels down the whole chain
-            pending = any(out.get(u.name, "skipped (done)") != "skipped (done)" for u in t.upstream)
-            # an upstream task re-run with other settings writes other outputs: this one surely runs after it
-            changed = next((u.name for u in t.upstream if out.get(u.name, "").startswith(CHANGES)), None)
-            adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
-            out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
-                f"would run: {reasons[t.name]}" if reasons[t.name] else \
-                f"would run: after {changed}" if changed else \
-                IF_INPUTS_CHANGE if pending else "skipped (done)"
-        return out
+        return dry_run_statuses(todo, adopt_existing)
     logging.getLogger("papermill").setLevel(logging.WARNING)
     with locked(profile_file.parent / ".lock", "another pipeline is running on this results directory"):
         text = profile.to_yaml()
@@ -280,6 +256,50 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
             settled(t, result)
         bar.close()
     return {t.name: status[t.name] for t in todo}
+
+
+def select(profile: Profile, profile_file: Path, todo: list[Task], until: str | None = None,
+           seeds: list[int] | None = None, strategies: list[str] | None = None, interim: bool = False) -> list[Task]:
+    """The tasks of a slice (:func:`run`'s ``until``, ``seeds``, ``strategies``) or of an interim answer."""
+    if until:
+        stems = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+        if until not in stems:
+            raise ConfigError(f"until={until!r}: not a notebook; one of {', '.join(stems)}")
+        todo = [t for t in todo if Path(t.notebook).stem <= until]
+    if seeds is not None or strategies is not None:
+        wanted = None if strategies is None else {str(Strategy.parse(s)) for s in strategies}
+        unknown = sorted((wanted or set()) - {str(s) for s in profile.strategy_list}) + \
+            [str(s) for s in seeds or [] if s not in profile.seeds]
+        if unknown:
+            raise ConfigError(f"--seeds/--strategies: {', '.join(unknown)} not in profile {profile.name}")
+        todo = [t for t in todo if t.notebook == "01_data.ipynb" or (
+            "STRATEGY" in t.parameters and (seeds is None or t.parameters["SEED"] in seeds)
+            and (wanted is None or t.parameters["STRATEGY"] in wanted))]
+    if interim:
+        if until or seeds is not None or strategies is not None:
+            raise ConfigError("--interim runs the analysis notebooks over every finished run: no --until, "
+                              "--seeds or --strategies with it")
+        reasons, _ = plan(todo)
+        finished = [t for t in todo if t.notebook == "03_evaluate.ipynb" and reasons[t.name] is None]
+        if not finished:
+            raise ConfigError(f"--interim: no run of profile {profile.name} has finished yet")
+        todo = analysis_tasks(profile_file.parent, workdir(profile_file.parent.parent), finished)
+    return todo
+
+
+def dry_run_statuses(todo: list[Task], adopt_existing: bool = False) -> dict[str, str]:
+    """What :func:`run` would do with each task, and why."""
+    (reasons, _), out = plan(todo), {}
+    for t in todo:  # in order, so "pending" travels down the whole chain
+        pending = any(out.get(u.name, "skipped (done)") != "skipped (done)" for u in t.upstream)
+        # an upstream task re-run with other settings writes other outputs: this one surely runs after it
+        changed = next((u.name for u in t.upstream if out.get(u.name, "").startswith(CHANGES)), None)
+        adoptable = adopt_existing and not t.manifest_path.exists() and t.outputs_valid() is None
+        out[t.name] = "would adopt (outputs there, no manifest)" if adoptable else \
+            f"would run: {reasons[t.name]}" if reasons[t.name] else \
+            f"would run: after {changed}" if changed else \
+            IF_INPUTS_CHANGE if pending else "skipped (done)"
+    return out
 
 
 def schedule(todo: list[Task], settle, jobs: int = 1):

@@ -26,11 +26,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from .combiners import make_combiner
+from .config import require_data
 from .errors import ConfigError, HybridError
 from .losses import gather, info_nce
 from .paths import atomic_write_bytes, atomic_write_text
 from .samplers import make_sampler
-from .config import require_data
 from .strategy import Strategy
 
 log = logging.getLogger(__name__)

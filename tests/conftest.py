@@ -24,3 +24,10 @@ def small_encoder():
     """The embedded encoder truncated to 2 layers: real weights, fast."""
     from hybridlib.encoders import load_encoder
     return load_encoder(num_layers=2)
+
+
+def pytest_collection_modifyitems(items):
+    """nbval's cells of a notebook are slow tests: the notebook runs (make test's second lane)."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

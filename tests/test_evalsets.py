@@ -45,7 +45,7 @@ def test_tydi_mono_has_one_relevant_passage_and_no_cross_views():
     from hybridlib.evalsets import tydi
     t = tydi()
     assert list(t.views("cross")) == []
-    for x, _, queries, items in t.views("mono"):
+    for _, _, queries, items in t.views("mono"):
         assert all(len(r) == 1 for r in t.relevance(queries, items))
 
 

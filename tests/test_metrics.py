@@ -1,8 +1,8 @@
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from hybridlib import metrics
 from hybridlib.metrics import METRICS, pad_ranks
