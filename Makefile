@@ -30,7 +30,7 @@ book: $(STAMP)
 test: $(STAMP)  # the fast lane first (lint, unit tests: stopping at the first failure), then the slow one
 	$(VENV)/bin/ruff check hybridlib tests benchmarks
 	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" -x tests $(PYTEST_ARGS)
-	$(PY) -m pytest -n 2 --dist loadscope --nbval-lax -m slow tests notebooks/01_data.ipynb $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadscope --nbval-lax -m slow --durations=10 tests notebooks/01_data.ipynb $(PYTEST_ARGS)
 
 bench: $(STAMP)  # the benchmarks, then the performance appendix re-executed and the book rebuilt
 	$(PY) benchmarks/run_all.py

@@ -64,9 +64,11 @@ def test_second_pipeline_on_the_same_directory_is_refused(runs):
 
 
 def start_pipeline(runs, stderr=subprocess.DEVNULL):
+    # SIGINT as a terminal leaves it: a test worker (make, xdist) may ignore it, and children inherit that
     return subprocess.Popen([sys.executable, "-m", "hybridlib", "run", "--profile", "smoke", "--runs-dir", str(runs)],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def kill_when(proc, ready, timeout=300, sig=signal.SIGKILL):
