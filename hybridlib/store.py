@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import __version__
 from .data import SOURCES, data_file
+from .errors import HybridError
 from .paths import atomic_write_bytes, atomic_write_text
 
 META_KEY = b"hybridlib"
@@ -38,11 +39,32 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(raw) if raw else {}
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+class TableError(HybridError, ValueError):
+    """A table that cannot be read, or lacks what its reader needs; the message names the file."""
+
+
+def read_table(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A parquet table; one that does not parse (truncated, overwritten) or whose ``required`` columns are
+    missing or hold empty values is a TableError naming the file, the column and the first bad row."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing result table")
-    return pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    except Exception as e:  # pyarrow reports a damaged file in many types, none of them naming it
+        raise TableError(f"{path}: unreadable table ({type(e).__name__}: {str(e)[:200]}); it is a pipeline "
+                         "output: delete it and run the notebook that writes it again") from None
+    missing = [c for c in required if c not in table]
+    if missing:
+        raise TableError(f"{path}: no column {missing} (columns: {list(table.columns)})")
+    for c in required:
+        bad = table[c].isna()
+        if pd.api.types.is_string_dtype(table[c]):
+            bad |= table[c].astype(str).str.strip() == ""
+        if bad.any():
+            raise TableError(f"{path}: row {int(bad.to_numpy().argmax())}: field {c!r} is empty "
+                             f"({int(bad.sum())} row(s) in all)")
+    return table
 
 
 def write_json(obj, path: str | Path) -> Path:

@@ -482,7 +482,7 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
         if summary is not None:
             return summary
         pairs_path = Path(data_out) / "train_pairs.parquet"
-        pairs = read_table(pairs_path)
+        pairs = read_table(pairs_path, required=("qid", "question", "passage", "qlang", "plang"))
         if profile.tydi_train:
             from .data import load_all
             from .pairs import tydi_pairs
