@@ -292,7 +292,7 @@ def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
     assert "0 of 142 runs done (trained and evaluated)" in out
 
 
-@pytest.mark.parametrize("name", ["cpu", "study"])
+@pytest.mark.parametrize("name", ["cpu", "study", "pilot"])
 def test_committed_resolved_profiles_are_what_the_pipeline_writes(name):
     """A field added to Profile changes the resolved file: left uncommitted, `make run` on a fresh clone
     would rewrite it and leave the checkout dirty."""
