@@ -261,9 +261,11 @@ def require_data(data_out, profile: str = "PROFILE", name: str = "DATA_OUT") -> 
     """Notebook 01's output, or exactly what to run to make it (it is not committed: a fresh clone or runtime
     has only the collections). Said the same by the notebooks' checks, the trainer and the collection loader,
     so a notebook executed with older code says it too."""
-    if not isinstance(v := data_out, (str, Path)) or not (Path(v) / "train_pairs.parquet").is_file():
-        where = "no such directory" if not isinstance(v, (str, Path)) or not Path(v).is_dir() else "no train_pairs.parquet there"
-        raise ConfigError(f"parameter {name}={str(v)!r}: {where}; notebook 01 writes it. {data_command(v, profile)}")
+    path = Path(data_out) if isinstance(data_out, (str, Path)) else None
+    if path is None or not (path / "train_pairs.parquet").is_file():
+        where = "no such directory" if path is None or not path.is_dir() else "no train_pairs.parquet there"
+        raise ConfigError(f"parameter {name}={str(data_out)!r}: {where}; notebook 01 writes it. "
+                          f"{data_command(data_out, profile)}")
 
 
 def data_command(data_out, profile: str = "PROFILE") -> str:
