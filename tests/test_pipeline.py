@@ -105,6 +105,9 @@ def test_sigkill_during_training_and_during_evaluation_loses_nothing_and_finishe
     assert (prof / "pcgrad-s0" / "train_summary.json").is_file()  # training finished, evaluation was cut
     assert not (prof / "pcgrad-s0" / "results.parquet").exists()
     assert not (prof / "pcgrad-s0" / "03_evaluate.ipynb").exists()  # no half-executed notebook under its name
+    # the killed evaluation's notebook is still there, marked running: gone, so that the wait below sees the
+    # new pipeline's evaluation, not the old one (a SIGINT during Python's start-up is not a Ctrl-C of a run)
+    (prof / "pcgrad-s0" / ".03_evaluate.running.ipynb").unlink(missing_ok=True)
     proc = start_pipeline(runs, stderr=subprocess.PIPE)
     printed = kill_when(proc, lambda: evaluating(prof / "pcgrad-s0" / ".03_evaluate.running.ipynb"), sig=signal.SIGINT)
     status = run("smoke", runs, progress=False)  # first finish the run, so a failure below leaves the fixture whole
