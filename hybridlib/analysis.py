@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .compare import number, plain
+from .compare import QUESTIONS, number, plain
 from .data import MLQA_LANGS
 from .strategy import Strategy, sort
 
@@ -424,10 +424,8 @@ def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, li
     """The answer in a paragraph, and one bullet per question the profile's runs ask (a question no pair of
     its runs asks is named once, at the end, not listed as 'not run'). The conflict clause only where the
     trainer probed the same-kind floor."""
-    from .compare import QUESTIONS
-    from .strategy import Strategy
     asked = [q for q in ANSWERED if len(verdicts) and (verdicts.question == QUESTIONS[q]).any()]
-    floor = floor_sentence(logs) if len(logs) else "not measured"
+    floor = floor_sentence(logs)
     steps = profile.steps(Strategy.parse("hybrid(0.5)"))
     text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
             f"{profile.batch_size})")

@@ -278,15 +278,15 @@ FIGURES = {  # label -> (collection, setting, metric)
     "TyDi multi MRR@10": ("tydi", "multi", "mrr@10"),
 }
 LOWER_IS_BETTER = {"rank_distance"}
+FIGURES_PER_QUERY = PER_QUERY + sorted({metric for _, _, metric in FIGURES.values()})  # collect(columns=...)
 
 
 def present(figures: dict[str, tuple[str, str, str]], per_query: pd.DataFrame) -> dict[str, tuple[str, str, str]]:
     """The figures the per-query table holds (a profile evaluates on the collections it names): those with
     rows of their collection and view and values of their metric."""
-    views = set(zip(per_query["collection"], per_query["setting"]))
+    views = dict(iter(per_query.groupby(["collection", "setting"], sort=False)))
     return {label: (c, s, m) for label, (c, s, m) in figures.items()
-            if (c, s) in views and m in per_query and per_query.loc[(per_query.collection == c) & (per_query.setting == s), m].notna().any()}
-FIGURES_PER_QUERY = PER_QUERY + sorted({metric for _, _, metric in FIGURES.values()})  # collect(columns=...)
+            if (c, s) in views and m in per_query and views[(c, s)][m].notna().any()}
 
 # The hybrid-batch paper's claims (arXiv 2408.10536, abstract and section 4), as testable comparisons, each
 # saying that a is better than b: (claim, strategy a, strategy b, figure, the paper's own difference a - b for

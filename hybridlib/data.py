@@ -173,12 +173,12 @@ def _unpack(url: str, path: Path, member: str | None) -> bytes:
 def _download(src: Source, lang: str, path: Path) -> None:
     url = src.url.format(lang=lang, name=TYDI_NAMES.get(lang, lang))
     member = src.member.format(lang=lang, name=TYDI_NAMES.get(lang, lang)) if src.member else None
-    blob = _unpack(url, _shared(url), member) if src.member or src.name == "tydi-train" else fetch(url)
+    cached = _shared(url) if src.member or src.name == "tydi-train" else None
+    blob = _unpack(url, cached, member) if cached else fetch(url)
     if src.name == "tydi-train":  # one official file for all languages; keep this language's entries
         try:
             doc = json.loads(blob)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            cached = _shared(url)
             cached.unlink(missing_ok=True)
             raise DataError(f"{cached} (downloaded from {url}): not valid JSON ({e}); it was deleted, so the next "
                             "run downloads it again") from None

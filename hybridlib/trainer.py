@@ -469,8 +469,6 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
 
     strategy, run_dir = Strategy.parse(strategy), Path(run_dir)
     config = run_config(profile, strategy, seed)
-    if finished(run_dir, config) is None:
-        require_data(data_out, profile.name)
     # Loaded before joining the process group: transformers writes a model on rank 0 only, and under torchrun
     # every rank may have to build the embedded model's cache (each in a private folder, renamed into place).
     encoder = load_encoder(profile.model, num_layers=profile.num_layers,
@@ -481,6 +479,7 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
         summary = finished(run_dir, config)
         if summary is not None:
             return summary
+        require_data(data_out, profile.name)  # or the command that makes it
         pairs_path = Path(data_out) / "train_pairs.parquet"
         pairs = read_table(pairs_path, required=("qid", "question", "passage", "qlang", "plang"))
         if profile.tydi_train:
