@@ -33,7 +33,7 @@ def trainer(profile, pairs, strategy: str, steps: int, run_dir: Path, device: st
     budget = steps * Strategy.parse(strategy).pairs_per_step(profile.batch_size)
     profile = override(profile, budget_pairs=budget, **fields)
     encoder = load_encoder(profile.model, num_layers=profile.num_layers, device=device)
-    return Trainer(encoder, pairs, profile, strategy, 0, run_dir, progress=False)
+    return Trainer(encoder, pairs, profile, Strategy.parse(strategy), 0, run_dir, progress=False)
 
 
 def check_train(profile, pairs, strategy, steps, device) -> str:
@@ -42,7 +42,7 @@ def check_train(profile, pairs, strategy, steps, device) -> str:
     t.train()
     seconds = (time.perf_counter() - start) / steps
     from hybridlib.trainer import read_log
-    loss = read_log(t.run_dir)["loss"]
+    loss = read_log(t.run.path)["loss"]
     where = {str(p.device) for p in t.params}
     assert where == {str(torch.device(device, 0) if device == "cuda" else torch.device(device))}, where
     assert loss.notna().all() and len(loss) == steps, loss.tolist()

@@ -5,11 +5,12 @@ from common import save
 
 from hybridlib.pairs import mlqa_split
 from hybridlib.samplers import make_sampler
+from hybridlib.strategy import Strategy
 
 train, _, _ = mlqa_split()
 out = {}
-for spec in ["xx", "xy", "ml", "hybrid(0.5)", "paired"]:
-    sampler = make_sampler(spec, train, 32, seed=0)
+for spec in ["xx", "xy", "ml", "hybrid(0.5)", "paired"]:  # paired: the draw of every mixing strategy
+    sampler = make_sampler(spec, train, 32, seed=0) if spec == "paired" else Strategy.parse(spec).sampler(train, 32, seed=0)
     n, start = 0, time.perf_counter()
     for epoch in range(5):
         sampler.set_epoch(epoch)

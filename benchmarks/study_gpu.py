@@ -92,7 +92,7 @@ def main():
     runs_dir = Path(args.runs_dir or tempfile.mkdtemp(prefix="study-gpu-"))
     jobs = parse_jobs(args.jobs)
     study = load_profile(args.profile)
-    trained = [str(s) for s in study.strategy_list if s.trains]
+    trained = [str(s) for s in study.strategies if s.trains]
     start = time.perf_counter()
     status = run(study, runs_dir, until="01_data")
     assert all(v.startswith(("done", "skipped")) for v in status.values()), status
@@ -102,7 +102,7 @@ def main():
     result["one_job"] = one = slice_run(study, runs_dir, 1, study.seeds[:1], trained[:1])
     save("study", result)  # kept if the K-job slice is cut short
     many = slice_run(study, runs_dir, jobs, study.seeds[1:2], trained)
-    study_tasks = len(study.seeds) * len(trained) * 2 + sum(not s.trains for s in study.strategy_list)
+    study_tasks = len(study.seeds) * len(trained) * 2 + sum(not s.trains for s in study.strategies)
     minutes = many["wall_s"] / many["tasks"] * study_tasks / 60
     save("study", {
         **result, "k_jobs": {**many, "complete": not many["failed"]},

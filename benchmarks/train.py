@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from common import device, flops_per_token, matmul_peak, peak_rss_gb, save, sync, timed
 
+from hybridlib.strategy import Strategy
+
 MATMULS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
 DEVICE = device()
@@ -50,9 +52,9 @@ def hybridlib_run(bf16: bool, chunks: int) -> dict:
         encoders.bf16_available = lambda device, training=False: True
     train, _ = pairs_and_batches()
     cfg = profile(bf16=bf16, length_chunks=chunks)
-    trainer = Trainer(encoders.load_encoder(device=DEVICE), train, cfg, "ml", 0, tempfile.mkdtemp(), progress=False)
+    trainer = Trainer(encoders.load_encoder(device=DEVICE), train, cfg, Strategy.parse("ml"), 0, tempfile.mkdtemp(), progress=False)
     trainer.train()
-    log = read_log(trainer.run_dir)
+    log = read_log(trainer.run.path)
     return {"seconds": float(log["seconds"].iloc[1:].sum()), "losses": log["loss"].tolist(),
             "tokens": trainer.tokens, "peak_rss_gb": peak_rss_gb()}
 
@@ -121,12 +123,12 @@ def mixing_overhead(rounds: int = 3) -> dict:
     train, batches = pairs_and_batches()
     encoder = load_encoder(device=DEVICE)
     cfg = profile(budget_pairs=2 * B * STEPS, bf16=False)
-    plain = Trainer(encoder, train, cfg, "ml", 0, tempfile.mkdtemp(), progress=False)
+    plain = Trainer(encoder, train, cfg, Strategy.parse("ml"), 0, tempfile.mkdtemp(), progress=False)
     a, b = batches[0], batches[1]
     plain.update(a)  # warm-up
     out = {}
     for name in COMBINERS:
-        mixing = Trainer(encoder, train, cfg, name, 0, tempfile.mkdtemp(), progress=False)
+        mixing = Trainer(encoder, train, cfg, Strategy.parse(name), 0, tempfile.mkdtemp(), progress=False)
         ratios = []
         for _ in range(rounds):
             two = timed(lambda: (plain.update(a), plain.update(b)))
@@ -148,7 +150,7 @@ def op_profile() -> dict:
     from hybridlib.trainer import Trainer
     gpu = DEVICE != "cpu"
     train, batches = pairs_and_batches()
-    trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=gpu), "ml", 0, tempfile.mkdtemp(),
+    trainer = Trainer(load_encoder(device=DEVICE), train, profile(bf16=gpu), Strategy.parse("ml"), 0, tempfile.mkdtemp(),
                       progress=False)
     out = {}
     for name, step in {"hybridlib": trainer.update, "sentence_transformers": st_step(train, gpu)}.items():

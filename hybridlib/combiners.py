@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .registry import registrar
+from .registry import Param, check_params, registrar
 
 COMBINERS: dict[str, type[Combiner]] = {}
 EPS = 1e-12
@@ -22,8 +22,9 @@ register = registrar(COMBINERS)
 
 
 class Combiner:
-    """Base class: subclasses implement ``weights(gram)``."""
+    """Base class: subclasses implement ``weights(gram)`` and declare the numbers they take in ``params``."""
     name = "base"
+    params: dict[str, Param] = {}
 
     def weights(self, gram: torch.Tensor) -> torch.Tensor:
         """The weights (T,) for a Gram matrix (T, T), both float64 on the CPU."""
@@ -45,13 +46,20 @@ class Combiner:
 
 @register("sum")
 class Sum(Combiner):
-    """A fixed weighted sum (default: the plain sum)."""
+    """The plain sum, or with ``alpha`` the weighted sum (alpha, 1 - alpha) of two gradients (mono, cross):
+    the like-for-like mixing baseline of ``hybrid(alpha)``."""
+    params = {"alpha": Param(0, 1, positional=True, doc="weight of the first (monolingual) gradient")}
 
-    def __init__(self, weights=None):
-        self.w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+    def __init__(self, alpha: float | None = None):
+        check_params(type(self), {"alpha": alpha})
+        self.alpha = alpha
 
     def weights(self, gram):
-        return torch.ones(len(gram), dtype=torch.float64) if self.w is None else self.w.clone()
+        if self.alpha is None:
+            return torch.ones(len(gram), dtype=torch.float64)
+        if len(gram) != 2:
+            raise ValueError(f"sum({self.alpha:g}) weighs two gradients, got {len(gram)}")
+        return torch.tensor([self.alpha, 1 - self.alpha], dtype=torch.float64)
 
 
 @register("pcgrad")
@@ -91,10 +99,10 @@ class GradVac(Combiner):
     (start 0, rate ``beta``), when cos(g_i, g_j) = phi < phi_hat, add
     ||g_i|| (phi_hat sqrt(1 - phi^2) - phi sqrt(1 - phi_hat^2)) / (||g_j|| sqrt(1 - phi_hat^2)) * g_j to g_i,
     then phi_hat <- (1 - beta) phi_hat + beta phi. The update is the sum."""
+    params = {"beta": Param(0, 1, lo_open=True, profile_field="gradvac_beta", doc="EMA rate of the target cosine")}
 
     def __init__(self, beta: float = 0.01, seed: int = 0):
-        if not 0 < beta <= 1:
-            raise ValueError(f"gradvac beta must be in (0, 1], got {beta}")
+        check_params(type(self), {"beta": beta})
         self.beta, self.target, self.generator = beta, None, torch.Generator().manual_seed(seed)
 
     def weights(self, gram):
@@ -135,10 +143,10 @@ class CAGrad(Combiner):
     """Conflict-Averse Gradient descent (Liu et al. 2021): with g0 the average gradient and
     w* = argmin over the simplex of g_w . g0 + c ||g0|| ||g_w||, the update is
     (g0 + c ||g0|| / ||g_w*|| g_w*) / (1 + c^2), as the authors' code rescales it."""
+    params = {"c": Param(0, profile_field="cagrad_c", doc="radius of the ball around the average gradient")}
 
     def __init__(self, c: float = 0.5):
-        if c < 0:
-            raise ValueError(f"cagrad c must be >= 0, got {c}")
+        check_params(type(self), {"c": c})
         self.c = c
 
     def weights(self, gram):

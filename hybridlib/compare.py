@@ -10,7 +10,7 @@ import pandas as pd
 
 from .errors import ConfigError
 from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
-from .strategy import RUN_OPTIONS, Strategy
+from .strategy import RUN_PARAMS, Strategy
 
 
 def collect(profile_dir: str | Path, name: str, runs: list[str] | None = None,
@@ -161,13 +161,13 @@ QUESTIONS = {  # what each kind of comparison asks, in display order
 
 def regime(strategy) -> dict[str, float]:
     """How a run is trained beyond its strategy: budget (1 when not given), learning rate, frozen embeddings."""
-    return {"budget": 1.0, **{k: v for k, v in Strategy.parse(strategy).options if k in RUN_OPTIONS}}
+    return {"budget": 1.0, **Strategy.parse(strategy).run_options}
 
 
 def plain(strategy) -> str:
     """The strategy without its run options: 'pcgrad(lr=2e-05)' -> 'pcgrad' (tables name the regime once)."""
     s = Strategy.parse(strategy)
-    return str(Strategy(s.name, s.alpha, tuple((k, v) for k, v in s.options if k not in RUN_OPTIONS)))
+    return str(Strategy(s.name, s.alpha, tuple((k, v) for k, v in s.options if k not in RUN_PARAMS)))
 
 
 def design(strategies) -> pd.DataFrame:

@@ -6,7 +6,6 @@ re-trains and re-evaluates, and changing the evaluation batch re-evaluates only.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import types
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from .combiners import COMBINERS
 from .errors import ConfigError
-from .strategy import Strategy
+from .strategy import RUN_PARAMS, Strategy
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 COLLECTIONS = ("xquad-r", "mlqa-r", "tydi")
@@ -36,7 +36,7 @@ class Profile:
     model: str = stage("embedded:multilingual-e5-small", "train", "eval")
     num_layers: int | None = stage(None, "train", "eval")  # keep the first k layers (smoke tests); None = all
     seeds: tuple[int, ...] = (0,)
-    strategies: tuple[str, ...] = ("zero-shot",)
+    strategies: tuple[Strategy, ...] = (Strategy("zero-shot"),)  # names in a file, parsed when it is read
     # data (notebook 01)
     heldout_fraction: float = stage(0.2, "data")
     hard_negatives: bool = stage(False, "data", "train")
@@ -78,13 +78,16 @@ class Profile:
                               "(it names a directory under the runs directory)")
         ranges = {"heldout_fraction": (0, 0.9), "batch_size": (2, None), "budget_pairs": (1, None),
                   "max_query_length": (1, None), "max_passage_length": (1, None), "length_chunks": (1, None),
-                  "warmup": (0, 0.99), "weight_decay": (0, None), "cagrad_c": (0, None), "gradvac_beta": (0, 1),
+                  "warmup": (0, 0.99), "weight_decay": (0, None),
                   "probe_every": (0, None), "checkpoint_every": (1, None), "collapse_steps": (0, None),
                   "encode_batch_size": (1, None), "num_layers": (1, EMBEDDED_LAYERS.get(self.model, 48)),
                   "eval_max_queries_per_language": (1, None)}
         for name, (lo, hi) in ranges.items():
             check_range(where, name, getattr(self, name), lo, hi)
-        positive = {"lr": 1.0, "temperature": None, "max_grad_norm": None}  # > 0, and at most the bound
+        declared = [(p.profile_field, p) for c in COMBINERS.values() for p in c.params.values() if p.profile_field]
+        for name, param in [("lr", RUN_PARAMS["lr"]), *declared]:  # ranges the strategies' classes declare
+            param.check(getattr(self, name), f"{where}: field {name}")
+        positive = {"temperature": None, "max_grad_norm": None}  # > 0, and at most the bound
         for name, hi in positive.items():
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0) or (hi is not None and v > hi):
@@ -97,30 +100,34 @@ class Profile:
         if self.model.startswith("embedded:") and self.model not in EMBEDDED_LAYERS:
             raise ConfigError(f"{where}: field model={self.model!r} is not an embedded model; "
                               f"embedded: {', '.join(EMBEDDED_LAYERS)}, or a Hugging Face hub id")
+        try:
+            object.__setattr__(self, "strategies", tuple(Strategy.parse(s) for s in self.strategies))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: field strategies: {e}") from None
         for name in ("seeds", "strategies", "eval_collections"):
             values = getattr(self, name)
             if not values or len(set(values)) != len(values):
-                raise ConfigError(f"{where}: field {name}={list(values)!r} must be a non-empty list without repeats")
+                shown = [v if isinstance(v, int) else str(v) for v in values]
+                raise ConfigError(f"{where}: field {name}={shown!r} must be a non-empty list without repeats")
         if min(self.seeds) < 0:
             raise ConfigError(f"{where}: field seeds={list(self.seeds)!r}: seeds are integers >= 0")
         bad = [c for c in self.eval_collections if c not in COLLECTIONS]
         if bad:
             raise ConfigError(f"{where}: field eval_collections has unknown {bad}; allowed: {', '.join(COLLECTIONS)}")
-        try:
-            parsed = [Strategy.parse(s) for s in self.strategies]
-        except ConfigError as e:
-            raise ConfigError(f"{where}: field strategies: {e}") from None
-        if len({str(s) for s in parsed}) != len(parsed):
-            raise ConfigError(f"{where}: field strategies={list(self.strategies)!r} names one strategy twice")
-        for s in parsed:
-            budget = round(self.budget_pairs * dict(s.options).get("budget", 1))
+        for s in self.strategies:
+            budget = round(self.budget_pairs * s.run_options.get("budget", 1))  # as trained_with sets it
             if s.trains and s.pairs_per_step(self.batch_size) > budget:
                 raise ConfigError(f"{where}: field budget_pairs={self.budget_pairs} is smaller than one step of "
                                   f"{s} ({s.pairs_per_step(self.batch_size)} pairs at batch_size {self.batch_size})")
 
-    @property
-    def strategy_list(self) -> list[Strategy]:
-        return [Strategy.parse(s) for s in self.strategies]
+    def trained_with(self, strategy: Strategy) -> Profile:
+        """The profile a strategy's run trains under: its ``budget``, ``lr`` and ``frozen`` options replace
+        the profile's fields (the profile itself when it has none)."""
+        o = strategy.run_options
+        changes = {"budget_pairs": round(self.budget_pairs * o["budget"]) if "budget" in o else None,
+                   "lr": o.get("lr"), "freeze_embeddings": bool(o["frozen"]) if "frozen" in o else None}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return override(self, **changes) if changes else self
 
     @property
     def margins(self) -> dict[str, float]:
@@ -134,10 +141,15 @@ class Profile:
 
     def steps(self, strategy: Strategy) -> int:
         """Optimizer steps of a training run: its budget in pairs over the pairs one step sees."""
-        return strategy.apply(self).budget_pairs // strategy.pairs_per_step(self.batch_size)
+        return self.trained_with(strategy).budget_pairs // strategy.pairs_per_step(self.batch_size)
+
+    def fields(self) -> dict:
+        """Every field and its value (strategies as objects; ``dataclasses.asdict`` would unpack them)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to_yaml(self) -> str:
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        data = {**{k: list(v) if isinstance(v, tuple) else v for k, v in self.fields().items()},
+                "strategies": [str(s) for s in self.strategies]}
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
@@ -166,7 +178,9 @@ def _coerce(cls, data: dict, where: str):
                 ok = True
             elif origin is tuple and isinstance(v, (list, tuple)):
                 item = typing.get_args(a)[0]
-                if all(isinstance(x, item) and not (item is int and isinstance(x, bool)) for x in v):
+                if item is Strategy and all(isinstance(x, (str, Strategy)) for x in v):
+                    v, ok = tuple(v), True  # parsed by the profile, which names the field in an error
+                elif all(isinstance(x, item) and not (item is int and isinstance(x, bool)) for x in v):
                     v, ok = tuple(v), True
             elif a is float and isinstance(v, (int, float)) and not isinstance(v, bool):
                 v, ok = float(v), True
@@ -232,7 +246,7 @@ def load_profile(name_or_path) -> Profile:
 
 def override(profile: Profile, **changes) -> Profile:
     """The profile with some fields replaced, validated like the file."""
-    return _coerce(Profile, {**dataclasses.asdict(profile), **changes}, f"profile {profile.name} + overrides")
+    return _coerce(Profile, {**profile.fields(), **changes}, f"profile {profile.name} + overrides")
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -8,3 +8,7 @@ class HybridError(Exception):
 
 class ConfigError(HybridError, ValueError):
     """A profile field, strategy, notebook parameter or command-line value with a wrong type, range or name."""
+
+
+class TrainingError(HybridError, RuntimeError):
+    """A training run that cannot go on: a damaged checkpoint or log, a non-finite loss, a collapse."""

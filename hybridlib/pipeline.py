@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from .cleaning import clean_notebook
 from .config import ConfigError, Profile, load_profile
+from .estimates import estimate_seconds, measured_ranges, measured_times
 from .paths import (
     CHECKOUT,
     NOTEBOOKS,
@@ -30,7 +32,7 @@ from .paths import (
     default_runs_dir,
     locked,
 )
-from .runs import Task, adopt, analysis_tasks, clean_notebook, estimate_seconds, measured_ranges, measured_times, tasks
+from .runs import Task, adopt, analysis_tasks, tasks
 from .strategy import Strategy
 
 if TYPE_CHECKING:
@@ -268,7 +270,7 @@ def select(profile: Profile, profile_file: Path, todo: list[Task], until: str | 
         todo = [t for t in todo if Path(t.notebook).stem <= until]
     if seeds is not None or strategies is not None:
         wanted = None if strategies is None else {str(Strategy.parse(s)) for s in strategies}
-        unknown = sorted((wanted or set()) - {str(s) for s in profile.strategy_list}) + \
+        unknown = sorted((wanted or set()) - {str(s) for s in profile.strategies}) + \
             [str(s) for s in seeds or [] if s not in profile.seeds]
         if unknown:
             raise ConfigError(f"--seeds/--strategies: {', '.join(unknown)} not in profile {profile.name}")
@@ -344,8 +346,8 @@ def progress(profile: str | Profile, runs_dir=None) -> pd.DataFrame:
                 cells[key] = "trained" if done else "-"
             elif done or key not in cells:
                 cells[key] = "done" if done else "-"
-    return pd.DataFrame([[cells.get((str(s), seed), "") for seed in profile.seeds] for s in profile.strategy_list],
-                        index=[str(s) for s in profile.strategy_list],
+    return pd.DataFrame([[cells.get((str(s), seed), "") for seed in profile.seeds] for s in profile.strategies],
+                        index=[str(s) for s in profile.strategies],
                         columns=[f"seed {seed}" for seed in profile.seeds]).rename_axis("strategy")
 
 

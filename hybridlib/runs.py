@@ -20,16 +20,19 @@ import hashlib
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from .config import Profile
-from .paths import NOTEBOOKS, REPO_ROOT, atomic_write_text
+from .errors import ConfigError, TrainingError
+from .paths import REPO_ROOT
+from .stages import DATA, EVALUATE, SUMMARIES, TRAIN, RunDir
 from .store import write_json
+from .strategy import Strategy
 
 log = logging.getLogger(__name__)
-SUMMARIES = ("04_language_bias.ipynb", "05_compare.ipynb", "06_performance.ipynb")
 BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
 
 
@@ -178,111 +181,6 @@ class Task:
         return content_digest(self.out_dir, name) if name in self.products or path.is_dir() else sha256_file(path)
 
 
-NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook import", re.M)
-
-
-COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/)notebooks/[\w.-]+\.ipynb")
-REMOVED = ("parameters", "injected-parameters")  # tags of the cells the book leaves out
-
-
-def _setup_cell(name: str) -> list[str] | None:
-    """The Colab setup cell's source in the source notebook ``name``."""
-    from .paths import NOTEBOOKS
-    try:
-        cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return next((c["source"] for c in cells if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])),
-                None)
-
-
-def _relocated(params: dict, root: Path | None) -> dict[str, str]:
-    """Path parameters of a notebook that ran from another checkout's notebooks/ (a long study run from a
-    pinned worktree into the main checkout's runs): each value -> the same path seen from ``root``'s
-    notebooks/, where a reader re-runs it."""
-    if root is None:
-        return {}
-    moved = {}
-    for value in params.values():
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            target = (NOTEBOOKS / value).resolve()
-            if target.exists() and target.is_relative_to(root):
-                moved[value] = os.path.relpath(target, root / "notebooks")
-    return moved
-
-
-def clean_notebook(path: Path) -> bool:
-    """Prepare an executed notebook for readers. Dropped: stderr lines that are warnings or debug logging,
-    and the machine's own paths (the repository's parent, the home directory, papermill's absolute input
-    and output paths; path parameters are given as seen from the checkout the run lives in). Left out of
-    the book (tag ``remove-cell``): the parameters cells and the Colab setup cell. The Colab badge opens
-    this very notebook, as the book's launch button does, and its setup cell is the source notebook's.
-    Returns whether anything changed; written atomically."""
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
-    final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
-    root = next((d for d in final.resolve().parents if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir()), None)
-    here = os.path.relpath(final.resolve(), root) if root else None  # the checkout the runs live in, not the code's
-    setup = _setup_cell(final.name)
-    params = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
-    moved = _relocated(params, root)
-    # the title names the run's strategy, or the profile an analysis notebook read
-    named = params.get("STRATEGY") or (Path(params["PROFILE_DIR"]).name if params.get("PROFILE_DIR") else None)
-    before = json.dumps(nb, sort_keys=True)
-    params.update({k: moved.get(v, v) for k, v in params.items() if isinstance(v, str)})
-    for i, cell in enumerate(nb.get("cells", [])):
-        if i == 0 and named and cell["cell_type"] == "markdown" and cell["source"]:
-            title = "".join(cell["source"]).split("\n", 1)
-            if title[0].startswith("# ") and not title[0].endswith(f" ({named})"):
-                cell["source"] = [f"{title[0]} ({named})\n", *title[1:]]
-        source = "".join(cell.get("source", ""))
-        tags = cell.get("metadata", {}).get("tags", [])
-        colab = cell["cell_type"] == "code" and "google.colab" in source
-        if colab and setup is not None and "".join(setup) != source:
-            cell["source"] = setup
-        if "injected-parameters" in tags and moved:
-            for a, b in moved.items():
-                source = source.replace(json.dumps(a), json.dumps(b))
-            cell["source"] = source.splitlines(keepends=True)
-        if (colab or set(tags) & set(REMOVED)) and "remove-cell" not in tags:
-            cell.setdefault("metadata", {})["tags"] = [*tags, "remove-cell"]
-        badge = COLAB_BADGE.sub(lambda m: m.group(1) + here, source) if cell["cell_type"] == "markdown" and here else source
-        if badge != source:
-            cell["source"] = badge.splitlines(keepends=True)
-    changed = json.dumps(nb, sort_keys=True) != before
-    for cell in [c for c in nb.get("cells", []) if "outputs" in c]:
-        kept = []
-        for out in cell["outputs"]:
-            if out.get("output_type") == "stream":
-                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
-                lines = [l for l in text.splitlines(keepends=True) if not (out.get("name") == "stderr" and NOISE.search(l))]
-                clean = "".join(lines)
-                for root in roots:
-                    clean = clean.replace(root + "/", "")
-                for a in sorted(moved, key=len, reverse=True):
-                    clean = clean.replace(a, moved[a])
-                if clean != text:
-                    changed = True
-                if not clean:
-                    continue
-                out["text"] = clean
-            kept.append(out)
-        cell["outputs"] = kept
-    meta = nb.get("metadata", {}).get("papermill", {})
-    # papermill records absolute paths: the source notebook's is kept relative to the code's checkout, the
-    # executed one's to the checkout it lives in
-    paths = {"output_path": here} if here and "output_path" in meta else {}
-    for key in ("input_path", "output_path"):
-        value = meta.get(key)
-        if isinstance(value, str) and os.path.isabs(value):
-            paths.setdefault(key, re.sub(r"\.([^/]+)\.running\.ipynb$", r"\1.ipynb", os.path.relpath(value, REPO_ROOT)))
-    changed |= any(meta[k] != v for k, v in paths.items())
-    meta.update(paths)
-    if changed:
-        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-    return changed
-
-
 def data_checksums_if_present(data_dir: str | None) -> dict:
     """The benchmark files' checksums where they are on disk (none downloaded for this)."""
     from .data import SOURCES, DataError, data_file
@@ -296,119 +194,113 @@ def data_checksums_if_present(data_dir: str | None) -> dict:
     return out
 
 
+def run_config(profile: Profile, strategy: Strategy, seed: int) -> dict:
+    """What a training run's weights depend on: the strategy, the seed and the training fields of the
+    profile as the strategy's options set them (``Profile.trained_with``)."""
+    return {"strategy": str(strategy), "seed": seed, **profile.trained_with(strategy).stage("train")}
+
+
+def evaluated_runs(profile: Profile) -> list[tuple[Strategy, int]]:
+    """Every (strategy, seed) the profile evaluates, in execution order: a trained strategy under every
+    seed, an untrained one (zero-shot, BM25: deterministic) once, under the first seed."""
+    return [(s, seed) for seed in profile.seeds for s in profile.strategies if s.trains or seed == profile.seeds[0]]
+
+
 def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path, data_dir: str = "") -> list[Task]:
     """The grid of a profile, in execution order. Paths handed to notebooks are relative to ``notebooks``
     (where they execute), so the executed notebooks hold no path of the machine that ran them."""
     root = runs_dir / profile.name
     rel = lambda p: os.path.relpath(p, notebooks)  # noqa: E731
     data = root / "data"
-    first = Task("01_data.ipynb", data, {"PROFILE": rel(profile_file), "DATA_DIR": data_dir, "OUT_DIR": rel(data)},
-                 outputs=("01_data.ipynb", "train_pairs.parquet", "heldout_pairs.parquet", "data_summary.json",
-                          "collections"),
-                 products=("train_pairs.parquet", "heldout_pairs.parquet", "collections"),
-                 config={**profile.stage("data"), "data_sha256": data_checksums_if_present(str(notebooks / data_dir) if data_dir else "")})
+    task = lambda stage, out_dir, params, config, upstream=(), needs=(): Task(  # noqa: E731
+        stage.notebook, out_dir, stage.arguments(**params), stage.outputs, stage.products, config, list(upstream), needs)
+    first = task(DATA, data, {"profile": rel(profile_file), "data_dir": data_dir, "out_dir": rel(data), "seed": 0},
+                 {**profile.stage("data"),
+                  "data_sha256": data_checksums_if_present(str(notebooks / data_dir) if data_dir else "")})
     out, evaluated = [first], []
-    for seed in profile.seeds:
-        for strategy in profile.strategy_list:
-            if not strategy.trains and seed != profile.seeds[0]:
-                continue  # zero-shot and BM25 are deterministic: evaluated once, paired with every seed
-            run = root / strategy.run_name(seed)
-            params = {"PROFILE": rel(profile_file), "DATA_OUT": rel(data), "RUN_DIR": rel(run),
-                      "STRATEGY": str(strategy), "SEED": seed}
-            upstream = [first]
-            if strategy.trains:
-                from .trainer import run_config
-                train = Task("02_train.ipynb", run, params, ("02_train.ipynb", "train_summary.json", "train_log.jsonl"),
-                             ("train_summary.json#weights_sha256", "train_log.jsonl"),
-                             run_config(profile, strategy, seed), [first])
-                out.append(train)
-                upstream = [first, train]
-            evaluate = Task("03_evaluate.ipynb", run, {**params, "DATA_DIR": data_dir},
-                            ("03_evaluate.ipynb", "results.parquet", "per_query.parquet", "preference.parquet",
-                             "eval_meta.json"), ("results.parquet", "per_query.parquet", "preference.parquet"),
-                            {"strategy": str(strategy), "seed": seed, **profile.stage("eval")}, upstream,
-                            needs=("model",) if strategy.trains else ())
-            out.append(evaluate)
-            evaluated.append(evaluate)
+    for strategy, seed in evaluated_runs(profile):
+        run = root / strategy.run_name(seed)
+        params = {"profile": rel(profile_file), "data_out": rel(data), "run_dir": rel(run),
+                  "strategy": str(strategy), "seed": seed}
+        upstream = [first]
+        if strategy.trains:
+            out.append(task(TRAIN, run, params, run_config(profile, strategy, seed), [first]))
+            upstream.append(out[-1])
+        evaluate = task(EVALUATE, run, {**params, "data_dir": data_dir},
+                        {"strategy": str(strategy), "seed": seed, **profile.stage("eval")}, upstream,
+                        needs=(RunDir.MODEL,) if strategy.trains else ())
+        out.append(evaluate)
+        evaluated.append(evaluate)
     return out + analysis_tasks(root, notebooks, evaluated)
 
 
 def analysis_tasks(root: Path, notebooks: Path, evaluated: list[Task]) -> list[Task]:
     """Notebooks 04-06 over the runs of ``evaluated`` (evaluation tasks; their trainings come along): all of
     a profile's, or those finished so far (an interim answer, whose key changes as more runs land)."""
-    trained = [u for t in evaluated for u in t.upstream if u.notebook == "02_train.ipynb"]
+    trained = [u for t in evaluated for u in t.upstream if u.notebook == TRAIN.notebook]
     bench = {p.name: sha256_file(p) for p in sorted(BENCHMARKS.glob("*.json"))} if BENCHMARKS.is_dir() else {}
     out = []
-    for nb in SUMMARIES:
-        config, upstream = {"runs": [t.out_dir.name for t in evaluated]}, list(evaluated)
-        params = {"PROFILE_DIR": os.path.relpath(root, notebooks), "RUNS": config["runs"]}
-        if nb != "04_language_bias.ipynb":
-            upstream += trained
-        if nb == "06_performance.ipynb":
-            params["BENCHMARKS"] = os.path.relpath(BENCHMARKS, notebooks)
+    for stage in SUMMARIES:
+        runs = [t.out_dir.name for t in evaluated]
+        params: dict = {"profile_dir": os.path.relpath(root, notebooks), "runs": runs}
+        config: dict = {"runs": runs}
+        if stage.notebook == "06_performance.ipynb":
+            params["benchmarks"] = os.path.relpath(BENCHMARKS, notebooks)
             config["benchmarks"] = bench
-        out.append(Task(nb, root, params, (nb,), (), config, upstream))
+        upstream = evaluated + (trained if stage.notebook != "04_language_bias.ipynb" else [])
+        out.append(Task(stage.notebook, root, stage.arguments(**params), stage.outputs, (), config, upstream))
     return out
 
 
-def on_this_machine(times):
-    """Which rows of :func:`~hybridlib.analysis.notebook_durations`' table were measured on this machine, as
-    the run records it (older runs record none). This machine means every field of
-    :func:`~hybridlib.store.machine` equal (CPU, vector instructions, cores, threads, Python, torch, GPU): a
-    change to any of them counts as another machine."""
-    from .store import machine
-    here = machine()
-    return times.machine.map(lambda m: m == here).astype(bool)
+def read_entries(path: Path) -> list[dict]:
+    """The log's entries; a torn last line (a kill mid-write) is dropped, a bad line elsewhere is an error."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    entries = []
+    for i, line in enumerate(lines):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                log.warning("%s: dropped a torn last line (line %d)", path, i + 1)
+                break
+            raise TrainingError(f"{path}: line {i + 1} is not JSON ({line[:60]!r})") from None
+    return entries
 
 
-def measured_times(reference: Path):
-    """The notebook times an estimate scales from: :func:`~hybridlib.analysis.notebook_durations`' table for a
-    finished profile directory (``reference``), only this machine's rows for a notebook that has some (a study
-    may run on machines 2.8x apart), with ``here``, and for a training its ``pairs`` and ``frozen`` (word
-    embeddings frozen) from its ``train_summary.json``; None without any."""
-    from .analysis import notebook_durations
-    times = notebook_durations(reference) if reference.is_dir() else None
-    if times is None or times.empty:
+def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The per-step training log of a run as a table."""
+    path = RunDir(run_dir).train_log
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training log (has the run been trained?)")
+    return pd.DataFrame(read_entries(path))
+
+
+def trained(run_dir: str | os.PathLike, config: dict) -> dict | None:
+    """The summary of a training run finished with ``config``; None when unfinished. A run finished with
+    other settings is an error: its results would be reported under settings that did not produce them. A
+    finished run whose log lost steps is an error too: its curves could not be redrawn."""
+    run = RunDir(run_dir)
+    if not run.train_summary.is_file():
         return None
-    here = on_this_machine(times)
-    times = times.assign(here=here)[here | ~here.groupby(times.notebook).transform("any")]
-    train = times.notebook == "02 train"
-    summary = {r: json.loads((reference / r / "train_summary.json").read_text()) for r in times.run[train]}
-    return times.assign(pairs=times.run.map(lambda r: summary.get(r, {}).get("pairs_seen")).where(train),
-                        frozen=times.run.map(lambda r: summary.get(r, {}).get("config", {}).get("freeze_embeddings"))
-                        .where(train))
-
-
-def measured_ranges(times) -> str:
-    """'02 train, 3,072 pairs 5.5-8.5 min (18); ...': the range of every kind of notebook time in
-    :func:`measured_times`' table, a training's kind being its pairs and whether the embeddings were trained."""
-    def kind(r):
-        if r.notebook != "02 train":
-            return r.notebook
-        return f"{r.notebook}, {int(r.pairs):,} pairs" + (", frozen=0" if r.frozen in (False,) else "")
-    minutes = (times.seconds / 60).groupby(times.apply(kind, axis=1)).agg(["min", "max", "count"])
-    return "; ".join(f"{k} {m['min']:.1f}-{m['max']:.1f} min ({m['count']:.0f})" for k, m in minutes.iterrows())
-
-
-def estimate_seconds(todo: list[Task], times) -> tuple[float | None, int]:
-    """Wall time of ``todo`` scaled from :func:`measured_times`' table: training by training pairs, at the
-    median speed of the trainings that froze the word embeddings as it does (training them too halves the
-    speed) or of all where none did; every other notebook by its median; None without a table. Also returns
-    how many of the times were measured on this machine."""
-    if times is None:
-        return None, 0
-    median = times.groupby("notebook")["seconds"].median()
-    train = times[times.notebook == "02 train"]
-    per_pair = train.seconds / train.pairs
-    total = 0.0
-    for t in todo:
-        if t.notebook == "02_train.ipynb":
-            same = per_pair[train.frozen == t.config.get("freeze_embeddings")]
-            speeds = sorted(same if len(same) else per_pair)
-            total += speeds[len(speeds) // 2] * t.config["budget_pairs"]
-        else:
-            total += float(median.get(Path(t.notebook).stem.replace("_", " ", 1), 0.0))
-    return total, int(times.here.sum())
+    try:
+        summary = json.loads(run.train_summary.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TrainingError(f"{run.train_summary}: unreadable ({e}); delete it to train the run again") from None
+    old = summary.get("config", {})
+    diff = [f"{k}: finished with {old[k]!r}, now {v!r}" for k, v in config.items() if k in old and old[k] != v]
+    if diff:
+        raise ConfigError(f"{run.path}: this run finished with other settings ({'; '.join(diff)}); "
+                          "use another run directory, or delete this one to train again")
+    if not run.model.is_dir():
+        return None
+    steps = sorted({e.get("step") for e in read_entries(run.train_log)})
+    if steps != list(range(1, summary["steps"] + 1)):
+        raise TrainingError(f"{run.train_log}: holds {len(steps)} of the finished run's {summary['steps']} steps "
+                            f"(last {steps[-1] if steps else 'none'}): lost or damaged; its curves cannot be "
+                            "redrawn without training again: delete the run directory to do so")
+    return summary
 
 
 def adopt(task: Task) -> bool:

@@ -13,13 +13,11 @@ batch per step, for gradient mixing).
 """
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import torch
 
 from .errors import HybridError
-from .registry import registrar
+from .registry import Param, check_params, registrar
 
 SAMPLERS: dict[str, type[PairSampler]] = {}
 
@@ -45,9 +43,12 @@ class PairSampler:
     """Base class. ``pairs`` is a table with columns qid, qlang, plang, passage (see :mod:`hybridlib.pairs`).
 
     Iterating yields lists of row indices, ``batch_size // world_size`` per rank; one pass is
-    ``len(self)`` batches (the number of global batches that cover the pairs once on average).
+    ``len(self)`` batches (the number of global batches that cover the pairs once on average). Subclasses
+    declare the numbers they take in ``params``; ``is_strategy`` says whether a strategy may name them.
     """
     name = "base"
+    params: dict[str, Param] = {}
+    is_strategy = True
 
     def __init__(self, pairs: pd.DataFrame, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  device: str | torch.device = "cpu", languages: list[str] | None = None):
@@ -207,9 +208,10 @@ class Multilingual(PairSampler):
 class Hybrid(PairSampler):
     """Each batch monolingual (an ``xx`` batch) with probability ``alpha``, else cross-lingual (an ``xy`` batch)."""
 
+    params = {"alpha": Param(0, 1, positional=True, required=True, doc="share of monolingual batches")}
+
     def __init__(self, pairs, batch_size, alpha: float = 0.5, single_pair: bool = False, **kw):
-        if not 0 <= alpha <= 1 or math.isnan(alpha):
-            raise SamplerError(f"hybrid: alpha must be in [0, 1], got {alpha}")
+        check_params(type(self), {"alpha": alpha})
         super().__init__(pairs, batch_size, **kw)
         self.alpha = alpha
         self.mono = self.mono_pools() if alpha > 0 else []
@@ -225,6 +227,7 @@ class Paired(PairSampler):
     rank r's list is its slice of the monolingual batch followed by its slice of the cross-lingual one."""
 
     objectives = ("mono", "cross")
+    is_strategy = False  # the draw of gradient mixing, whose strategies are the combiners
 
     def __init__(self, pairs, batch_size, single_pair: bool = False, **kw):
         super().__init__(pairs, batch_size, **kw)
@@ -237,12 +240,35 @@ class Paired(PairSampler):
         return max(1, len(self.qid) // (2 * self.batch_size))
 
 
-def make_sampler(spec, pairs: pd.DataFrame, batch_size: int, **kw) -> PairSampler:
-    """The sampler over ``pairs`` registered as ``spec`` (``"xx"``, ``"paired"``), or the one a strategy
-    trains with (a :class:`~hybridlib.strategy.Strategy` or its name, ``"hybrid(0.25)"``)."""
-    if spec in SAMPLERS:
-        name, args = spec, {}
-    else:
-        from .strategy import Strategy
-        name, args = Strategy.parse(spec).sampler()
-    return SAMPLERS[name](pairs, batch_size, **args, **kw)
+class Stream:
+    """Endless batches of a sampler: when an epoch ends the next one (reshuffled) begins; resumable."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch, self._it = sampler, 0, None
+
+    def next(self) -> list[int]:
+        while True:
+            self._it = self._it or iter(self.sampler)
+            try:
+                return next(self._it)
+            except StopIteration:
+                self.epoch += 1
+                self.sampler.set_epoch(self.epoch)
+                self._it = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "sampler": self.sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self._it = state["epoch"], None
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.load_state_dict(state["sampler"])
+
+
+
+def make_sampler(name: str, pairs: pd.DataFrame, batch_size: int, **kw) -> PairSampler:
+    """The sampler registered as ``name`` (``"xx"``, ``"hybrid"`` with ``alpha=0.25``, ``"paired"``) over ``pairs``;
+    a strategy's own is :meth:`hybridlib.strategy.Strategy.sampler`."""
+    if name not in SAMPLERS:
+        raise SamplerError(f"unknown sampler {name!r}; registered: {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](pairs, batch_size, **kw)

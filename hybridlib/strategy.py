@@ -15,55 +15,87 @@ matched arms and sweeps: ``budget=2`` sees twice the profile's pairs (a mixing m
 takes as many optimizer steps as a sampler: the equal-steps arm), ``lr=1e-4`` sets the learning rate,
 ``frozen=0`` trains the word embeddings too. ``hybrid(0.5, lr=1e-4)`` combines them.
 
-Everything else reads the :class:`Strategy`; nothing else parses its text.
+The names and their numbers come from the registered classes: a sampler (:mod:`hybridlib.samplers`) or
+combiner (:mod:`hybridlib.combiners`) declares its ``params`` once, and parsing, validation, the profile's
+defaults and the error messages follow from them; adding one is one class in its module. Text becomes a
+:class:`Strategy` at the edges (a profile file, a notebook parameter, a stored table); everything else
+receives the object.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
+from .combiners import COMBINERS, Combiner
 from .errors import ConfigError
+from .registry import Param
+from .samplers import SAMPLERS, PairSampler
 
 UNTRAINED = ("zero-shot", "bm25")
-SAMPLED = ("xx", "xy", "ml", "hybrid")
-MIXED = ("sum", "pcgrad", "gradvac", "cagrad", "mgda")
-OPTIONS = {"cagrad": ("c",), "gradvac": ("beta",)}  # combiner hyper-parameters a name may carry
-RUN_OPTIONS = ("budget", "lr", "frozen")  # any trained strategy: the arms of a sweep (see Strategy.apply)
-TAKES_ALPHA = ("hybrid", "sum")
-ORDER = (*UNTRAINED, "xx", "xy", "ml", "hybrid", *MIXED)
+RUN_PARAMS = {  # any trained strategy: the arms of a sweep (see config.Profile.trained_with)
+    "budget": Param(0, 1000, lo_open=True, doc="times the profile's budget_pairs"),
+    "lr": Param(0, 1, lo_open=True, doc="the learning rate"),
+    "frozen": Param(choices=(0, 1), doc="1 freezes the word embeddings, 0 trains them"),
+}
 
 
 class StrategyError(ConfigError):
     """A strategy name that does not parse; the message lists what is allowed."""
 
 
-ALLOWED = ("zero-shot, bm25, xx, xy, ml, hybrid(alpha), sum, sum(alpha), pcgrad, gradvac, gradvac(beta=b), "
-           "cagrad, cagrad(c=c), mgda; alpha in [0, 1]; a trained one may add budget=k, lr=x, frozen=0|1")
+def registered(name: str) -> type | None:
+    """The sampler or combiner class a trained strategy name stands for (None for an untrained one)."""
+    sampler = SAMPLERS.get(name)
+    return sampler if sampler is not None and sampler.is_strategy else COMBINERS.get(name)
+
+
+def names() -> tuple[str, ...]:
+    """Every strategy name in display order: untrained, samplers, combiners (as registered)."""
+    return (*UNTRAINED, *(n for n, c in SAMPLERS.items() if c.is_strategy), *COMBINERS)
+
+
+def allowed() -> str:
+    """What a strategy name may be, from the registered classes' declared parameters."""
+    forms, ranges = [], {}
+    for name in names():
+        params = getattr(registered(name), "params", {})
+        for key, p in params.items():
+            form = f"({key})" if p.positional else f"({key}=...)"
+            forms.append(f"{name}{form}" if p.required else f"{name}[{form}]")
+            ranges[key] = p.allowed
+        if not params:
+            forms.append(name)
+    run = ", ".join(f"{k}={p.allowed}" for k, p in RUN_PARAMS.items())
+    return (f"{', '.join(forms)}; {', '.join(f'{k} in {r}' for k, r in ranges.items())}; "
+            f"a trained one may add {run}")
 
 
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    alpha: float | None = None  # hybrid: share of monolingual batches; sum: weight of the monolingual gradient
-    options: tuple[tuple[str, float], ...] = ()  # combiner hyper-parameters given in the name
+    alpha: float | None = None  # the positional number: hybrid's share of mono batches, sum's mono weight
+    options: tuple[tuple[str, float], ...] = ()  # numbers given by name, sorted
 
     @classmethod
     def parse(cls, text) -> Strategy:
-        """``"hybrid(0.25)"`` -> Strategy("hybrid", 0.25); raises ``StrategyError`` naming the text."""
+        """``"hybrid(0.25)"`` -> Strategy("hybrid", 0.25); raises ``StrategyError`` naming the text. Each
+        number is checked against the range its class declares (``params``) or :data:`RUN_PARAMS`."""
         if isinstance(text, Strategy):
             return text
         m = re.fullmatch(r"\s*([a-z][a-z0-9-]*)\s*(?:\((.*)\))?\s*", text) if isinstance(text, str) else None
-        if not m or m.group(1) not in ORDER:
-            raise StrategyError(f"unknown strategy {text!r}; allowed: {ALLOWED}")
+        if not m or m.group(1) not in names():
+            raise StrategyError(f"unknown strategy {text!r}; allowed: {allowed()}")
         name, inside = m.group(1), m.group(2)
-        alpha, options, given = None, {}, {}
+        params: dict[str, Param] = {**getattr(registered(name), "params", {}),
+                                    **(RUN_PARAMS if name not in UNTRAINED else {})}
+        positional = next((k for k, p in params.items() if p.positional), "")
+        values: dict[str, float] = {}
+        given: dict[str, str] = {}
         for arg in [a.strip() for a in inside.split(",")] if inside is not None else []:
             key, _, value = arg.rpartition("=")
-            key = key.strip() or ("alpha" if name in TAKES_ALPHA else "")
-            allowed = (*OPTIONS.get(name, ()), *(RUN_OPTIONS if name not in UNTRAINED else ()))
-            if key != "alpha" and key not in allowed:
-                raise StrategyError(f"strategy {text!r}: {name} takes no argument {arg!r}; allowed: {ALLOWED}")
+            key = key.strip() or positional
+            if key not in params:
+                raise StrategyError(f"strategy {text!r}: {name} takes no argument {arg!r}; allowed: {allowed()}")
             if key in given:
                 raise StrategyError(f"strategy {text!r}: {key} is given twice ({given[key]!r} and {arg!r})")
             given[key] = arg
@@ -71,21 +103,19 @@ class Strategy:
                 number = float(value)
             except ValueError:
                 raise StrategyError(f"strategy {text!r}: {arg!r} is not a number") from None
-            lo, hi = {"alpha": (0, 1), "frozen": (0, 1), "lr": (1e-12, 1), "budget": (1e-6, 1000)}.get(key, (0, math.inf))
-            if not math.isfinite(number) or not lo <= number <= hi or (key == "frozen" and number not in (0, 1)):
-                raise StrategyError(f"strategy {text!r}: {key}={value.strip()} is outside "
-                                    f"{'{0, 1}' if key == 'frozen' else f'[{lo:g}, {hi:g}]'}")
-            if key == "alpha":
-                alpha = number
-            else:
-                options[key] = number
-        if name == "hybrid" and alpha is None:
-            raise StrategyError(f"strategy {text!r}: hybrid needs alpha, e.g. 'hybrid(0.5)'")
-        return cls(name, alpha, tuple(sorted(options.items())))
+            try:
+                values[key] = params[key].check(number, key)
+            except ConfigError as e:
+                raise StrategyError(f"strategy {text!r}: {e}") from None
+        missing = [k for k, p in params.items() if p.required and k not in values]
+        if missing:
+            raise StrategyError(f"strategy {text!r}: {name} needs {missing[0]}, e.g. '{name}(0.5)'")
+        alpha = values.pop(positional) if positional in values else None
+        return cls(name, alpha, tuple(sorted(values.items())))
 
     @property
     def family(self) -> str:
-        return "untrained" if self.name in UNTRAINED else "sampled" if self.name in SAMPLED else "mixed"
+        return "untrained" if self.name in UNTRAINED else "sampled" if self.name in SAMPLERS else "mixed"
 
     @property
     def trains(self) -> bool:
@@ -94,6 +124,11 @@ class Strategy:
     @property
     def mixing(self) -> bool:
         return self.family == "mixed"
+
+    @property
+    def run_options(self) -> dict[str, float]:
+        """The options that change the run (:data:`RUN_PARAMS`), not the sampler or combiner."""
+        return {k: v for k, v in self.options if k in RUN_PARAMS}
 
     def __str__(self) -> str:
         args = ([f"{self.alpha:g}"] if self.alpha is not None else []) + [f"{k}={v:g}" for k, v in self.options]
@@ -107,37 +142,30 @@ class Strategy:
     @property
     def order(self) -> tuple:
         """Sort key of tables, untrained first, then samplers (hybrid by alpha), then mixing methods."""
-        return ORDER.index(self.name), self.alpha if self.alpha is not None else -1, self.options
-
-    def apply(self, profile):
-        """The profile this strategy's run trains under: its ``budget``, ``lr`` and ``frozen`` options
-        replace the profile's fields (the profile itself when it has none)."""
-        o = dict(self.options)
-        changes = {"budget_pairs": round(profile.budget_pairs * o["budget"]) if "budget" in o else None,
-                   "lr": o.get("lr"), "freeze_embeddings": bool(o["frozen"]) if "frozen" in o else None}
-        changes = {k: v for k, v in changes.items() if v is not None}
-        if not changes:
-            return profile
-        from .config import override
-        return override(profile, **changes)
+        return names().index(self.name), self.alpha if self.alpha is not None else -1, self.options
 
     def pairs_per_step(self, batch_size: int) -> int:
         return batch_size * (2 if self.mixing else 1)
 
-    def sampler(self) -> tuple[str, dict]:
-        """The batch sampler's registered name and arguments (mixing draws a mono and a cross batch)."""
+    def _arguments(self, cls, profile=None) -> dict:
+        """The class's keyword arguments: the numbers in the name, else the profile fields it names."""
+        given = {**dict(self.options), **({"alpha": self.alpha} if self.alpha is not None else {})}
+        return {k: given[k] if k in given else getattr(profile, p.profile_field)
+                for k, p in cls.params.items() if k in given or (p.profile_field and profile is not None)}
+
+    def sampler(self, pairs, batch_size: int, **kw) -> PairSampler:
+        """The batch sampler this strategy trains with (mixing draws a mono and a cross batch per step)."""
         if not self.trains:
             raise StrategyError(f"strategy {self} does not train")
-        if self.mixing:
-            return "paired", {}
-        return self.name, {"alpha": self.alpha} if self.alpha is not None else {}
+        cls = SAMPLERS["paired"] if self.mixing else SAMPLERS[self.name]
+        return cls(pairs, batch_size, **self._arguments(cls), **kw)
 
-    def combiner(self, cagrad_c: float, gradvac_beta: float) -> tuple[str, dict]:
-        """The gradient combiner's registered name and arguments; values in the name beat the profile's."""
-        defaults = {"cagrad": {"c": cagrad_c}, "gradvac": {"beta": gradvac_beta},
-                    "sum": {} if self.alpha is None else {"weights": (self.alpha, 1 - self.alpha)}}
-        return self.name, {**defaults.get(self.name, {}),
-                           **{k: v for k, v in self.options if k in OPTIONS.get(self.name, ())}}
+    def combiner(self, profile) -> Combiner:
+        """The gradient combiner of a mixing strategy; numbers in the name beat the profile's fields."""
+        if not self.mixing:
+            raise StrategyError(f"strategy {self} does not mix gradients")
+        cls = COMBINERS[self.name]
+        return cls(**self._arguments(cls, profile))
 
 
 def family_label(strategy) -> str:

@@ -18,7 +18,7 @@ def test_sum():
     g = grads([1, 2, 0], [0, 1, -3])
     update, w = Sum()(g)
     assert update.tolist() == [1, 3, -3] and w.tolist() == [1, 1]
-    assert Sum([0.25, 0.75])(g)[0].tolist() == [0.25, 1.25, -2.25]
+    assert Sum(0.25)(g)[0].tolist() == [0.25, 1.25, -2.25]
 
 
 def test_pcgrad_equals_sum_without_conflict():
@@ -117,3 +117,36 @@ def test_update_and_weights_stay_on_the_gradients_device_and_dtype(name, dtype, 
     assert (update.device, update.dtype, w.device, w.dtype) == (g.device, dtype, g.device, dtype)
     reference, _ = make_combiner(name)(g.cpu().double())
     np.testing.assert_allclose(update.cpu().double().numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_combiner_is_one_registered_class_with_its_parameters():
+    """Adding a combiner touches its module only: the strategy name parses, its number is checked against the
+    range it declares, the profile's default fills it, and the error messages list it."""
+    from hybridlib.combiners import COMBINERS, Combiner, register
+    from hybridlib.config import ConfigError, load_profile, override
+    from hybridlib.registry import Param
+    from hybridlib.strategy import Strategy, allowed
+
+    @register("larger")
+    class Larger(Combiner):
+        """The larger gradient, scaled by k."""
+        params = {"k": Param(0, 4, lo_open=True, doc="scale")}
+
+        def __init__(self, k: float = 1.0):
+            self.k = k
+
+        def weights(self, gram):
+            return self.k * torch.nn.functional.one_hot(gram.diagonal().argmax(), len(gram)).double()
+
+    try:
+        s = Strategy.parse("larger(k=2)")
+        assert (s.family, str(s), s.run_name(1), "larger[(k=...)]" in allowed()) == ("mixed", "larger(k=2)",
+                                                                                     "larger-k2-s1", True)
+        profile = override(load_profile("smoke"), strategies=["xx", "larger", "larger(k=2)"])
+        assert [str(x) for x in profile.strategies] == ["xx", "larger", "larger(k=2)"]
+        update, w = s.combiner(profile)(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))
+        assert w.tolist() == [0.0, 2.0] and update.tolist() == [0.0, 6.0]
+        with pytest.raises(ConfigError, match=r"strategy 'larger\(k=5\)': k=5 is outside \(0, 4\]"):
+            Strategy.parse("larger(k=5)")
+    finally:
+        del COMBINERS["larger"]

@@ -8,11 +8,15 @@ import pytest
 from hybridlib.config import ConfigError, Profile, load_profile, override
 from hybridlib.strategy import Strategy, StrategyError
 
+from .test_samplers import parallel_pairs
+
+PAIRS = parallel_pairs(40, 4)
+
 
 @pytest.mark.parametrize("name", ["smoke", "cpu", "study", "paper"])
 def test_shipped_profiles_are_valid_and_round_trip_through_their_resolved_file(name, tmp_path):
     p = load_profile(name)
-    assert p.name == name and all(s.trains or s.name in ("zero-shot", "bm25") for s in p.strategy_list)
+    assert p.name == name and all(s.trains or s.name in ("zero-shot", "bm25") for s in p.strategies)
     path = tmp_path / "resolved.yaml"
     path.write_text(p.to_yaml())
     assert load_profile(str(path)) == p
@@ -44,19 +48,22 @@ BAD_FIELDS = {  # case -> (YAML, message)
     "negative seed": ("seeds: [0, -1]\n", r"field seeds=\[0, -1\]: seeds are integers >= 0"),
     "repeated seed": ("seeds: [1, 1]\n", r"field seeds=\[1, 1\] must be a non-empty list without repeats"),
     "no strategies": ("strategies: []\n", r"field strategies=\[\] must be a non-empty list"),
-    "one strategy twice": ("strategies: [hybrid(0.5), hybrid(0.50)]\n", "names one strategy twice"),
+    "one strategy twice": ("strategies: [hybrid(0.5), hybrid(0.50)]\n",
+                          r"field strategies=\['hybrid\(0.5\)', 'hybrid\(0.5\)'\] must be a non-empty list without repeats"),
     "unknown collection": ("eval_collections: [xquad-r, squad]\n", r"eval_collections has unknown \['squad'\]"),
     "no collections": ("eval_collections: []\n", r"field eval_collections=\[\] must be a non-empty list"),
     "lr of the wrong type": ("lr: [1]\n", "field lr="),
-    "lr zero": ("lr: 0\n", r"field lr=0.0 must be > 0 and <= 1.0"),
-    "lr absurd": ("lr: 1000\n", r"field lr=1000.0 must be > 0 and <= 1.0"),
+    "lr zero": ("lr: 0\n", r"field lr=0 is outside \(0, 1\]"),
+    "lr absurd": ("lr: 1000\n", r"field lr=1000 is outside \(0, 1\]"),
     "temperature zero": ("temperature: 0\n", r"field temperature=0.0 must be > 0"),
     "temperature negative": ("temperature: -0.05\n", r"field temperature=-0.05 must be > 0"),
     "max_grad_norm zero": ("max_grad_norm: 0\n", r"field max_grad_norm=0.0 must be > 0"),
     "dropout above one": ("dropout: 1.5\n", r"field dropout=1.5 must be in \[0, 1\)"),
     "warmup of every step": ("warmup: 1.0\n", r"field warmup=1.0 outside \[0, 0.99\]"),
     "negative weight decay": ("weight_decay: -0.1\n", r"field weight_decay=-0.1 outside \[0, inf\]"),
-    "gradvac beta above one": ("gradvac_beta: 2\n", r"field gradvac_beta=2.0 outside \[0, 1\]"),
+    "gradvac beta above one": ("gradvac_beta: 2\n", r"field gradvac_beta=2 is outside \(0, 1\]"),
+    "gradvac beta zero": ("gradvac_beta: 0\n", r"field gradvac_beta=0 is outside \(0, 1\]"),
+    "cagrad c negative": ("cagrad_c: -0.5\n", r"field cagrad_c=-0.5 is outside \[0, inf\]"),
     "negative probe interval": ("probe_every: -1\n", r"field probe_every=-1 outside \[0, inf\]"),
     "negative collapse steps": ("collapse_steps: -1\n", r"field collapse_steps=-1 outside \[0, inf\]"),
     "budget below one batch": ("batch_size: 32\nbudget_pairs: 16\nstrategies: [xx]\n",
@@ -87,7 +94,7 @@ def test_bad_profile_field_is_refused_naming_file_field_and_value(tmp_path, case
 def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeypatch):
     path = write(tmp_path, "strategies: [xx]\nbatch_size: 4\nbudget_pairs: 8\n", "smoke.yaml")
     p = load_profile(path)
-    assert p.strategies == ("xx",) and p.batch_size == 4  # not the built-in smoke
+    assert p.strategies == (Strategy("xx"),) and p.batch_size == 4  # not the built-in smoke
     monkeypatch.chdir(tmp_path)
     assert load_profile("smoke.yaml").batch_size == 4 and load_profile("smoke").batch_size == 8
 
@@ -129,13 +136,16 @@ def test_bad_overrides_on_the_command_line(items, message):
 def test_strategies_parse_once_into_one_type():
     h = Strategy.parse(" hybrid( 0.50 ) ")
     assert (h.name, h.alpha, h.family, h.trains, h.mixing) == ("hybrid", 0.5, "sampled", True, False)
-    assert str(h) == "hybrid(0.5)" and h.run_name(3) == "hybrid-0.5-s3" and h.sampler() == ("hybrid", {"alpha": 0.5})
+    assert str(h) == "hybrid(0.5)" and h.run_name(3) == "hybrid-0.5-s3"
+    assert (type(h.sampler(PAIRS, 8)).name, h.sampler(PAIRS, 8).alpha) == ("hybrid", 0.5)
+    assert type(Strategy.parse("pcgrad").sampler(PAIRS, 8)).name == "paired"
+    p = load_profile("cpu")
     s = Strategy.parse("sum(0.25)")
-    assert s.mixing and s.combiner(0.5, 0.01) == ("sum", {"weights": (0.25, 0.75)}) and s.run_name(0) == "sum-0.25-s0"
+    assert s.mixing and s.combiner(p).alpha == 0.25 and s.run_name(0) == "sum-0.25-s0"
     c = Strategy.parse("cagrad(c=0.2)")
-    assert c.combiner(0.5, 0.01) == ("cagrad", {"c": 0.2}) and str(c) == "cagrad(c=0.2)"
-    assert Strategy.parse("cagrad").combiner(0.4, 0.01) == ("cagrad", {"c": 0.4})
-    assert Strategy.parse("gradvac").combiner(0.5, 0.02) == ("gradvac", {"beta": 0.02})
+    assert c.combiner(p).c == 0.2 and str(c) == "cagrad(c=0.2)"
+    assert Strategy.parse("cagrad").combiner(override(p, cagrad_c=0.4)).c == 0.4
+    assert Strategy.parse("gradvac").combiner(override(p, gradvac_beta=0.02)).beta == 0.02
     z = Strategy.parse("zero-shot")
     assert z.family == "untrained" and not z.trains and z.run_name(0) == "zero-shot-s0"
     assert Strategy.parse("pcgrad").pairs_per_step(32) == 64 and Strategy.parse("xx").pairs_per_step(32) == 32
@@ -149,6 +159,8 @@ def test_strategies_parse_once_into_one_type():
     ("hybrid", r"hybrid needs alpha"),
     ("hybrid(x)", r"'x' is not a number"),
     ("hybrid(nan)", r"alpha=nan is outside \[0, 1\]"),
+    ("gradvac(beta=5)", r"beta=5 is outside \(0, 1\]"),
+    ("gradvac(beta=0)", r"beta=0 is outside \(0, 1\]"),
     ("xx(0.5)", r"xx takes no argument '0.5'"),
     ("pcgrad(c=1)", r"pcgrad takes no argument 'c=1'"),
     ("cagrad(c=-1)", r"c=-1 is outside \[0, inf\]"),
@@ -222,7 +234,7 @@ def test_a_notebook_with_a_bad_parameter_stops_before_any_work(tmp_path):
     (["train", "--strategy", "adam", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "unknown strategy 'adam'"),
     (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r"], "parameter DATA_OUT=.*no train_pairs.parquet"),
     (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r", "--set", "lr=[1"], "--set 'lr=\\[1'"),
-    (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r", "--set", "lr=0"], "field lr=0.0"),
+    (["train", "--strategy", "xx", "--data", "{tmp}", "--run-dir", "{tmp}/r", "--set", "lr=0"], "field lr=0 is outside"),
     (["run", "--profile", "gpu", "--dry-run"], "unknown profile 'gpu'"),
     (["run", "--profile", "smoke", "--set", "batch_size=1", "--dry-run"], r"field batch_size=1 outside"),
     (["run", "--profile", "{tmp}/missing.yaml", "--dry-run"], "profile file .* does not exist"),
@@ -259,12 +271,12 @@ def test_every_task_passes_only_parameters_its_notebook_declares_and_checks(tmp_
 def test_a_strategy_can_carry_its_run_budget_learning_rate_and_frozen_embeddings():
     p = load_profile("cpu")
     eq = Strategy.parse("pcgrad(budget=2)")
-    assert eq.apply(p).budget_pairs == 6144 and p.steps(eq) == p.steps(Strategy.parse("xx")) == 96  # equal steps
+    assert p.trained_with(eq).budget_pairs == 6144 and p.steps(eq) == p.steps(Strategy.parse("xx")) == 96  # equal steps
     assert p.steps(Strategy.parse("pcgrad")) == 48 and eq.run_name(0) == "pcgrad-budget2-s0"
     h = Strategy.parse("hybrid(0.5, lr=1e-4, frozen=0)")
-    assert (h.alpha, h.apply(p).lr, h.apply(p).freeze_embeddings) == (0.5, 1e-4, False)
+    assert (h.alpha, p.trained_with(h).lr, p.trained_with(h).freeze_embeddings) == (0.5, 1e-4, False)
     assert str(h) == "hybrid(0.5, frozen=0, lr=0.0001)" and Strategy.parse(str(h)) == h
-    assert Strategy.parse("xx").apply(p) is p  # no options: the profile as it is
+    assert p.trained_with(Strategy.parse("xx")) is p  # no options: the profile as it is
     from hybridlib.trainer import run_config
     assert run_config(p, Strategy.parse("xx"), 0)["lr"] == 5e-5 and run_config(p, h, 0)["lr"] == 1e-4
     for bad, message in (("xx(frozen=2)", r"frozen=2 is outside \{0, 1\}"), ("xx(lr=0)", r"lr=0 is outside"),
@@ -277,14 +289,14 @@ def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
     from hybridlib.__main__ import main
     p = load_profile("study")
     assert len(p.seeds) >= 5
-    names = set(p.strategies)
+    names = {str(s) for s in p.strategies}
     core = {"xx", "xy", "hybrid(0.25)", "hybrid(0.5)", "hybrid(0.75)", "sum", "pcgrad", "gradvac", "cagrad", "mgda"}
     assert core | {"sum(0.25)", "sum(0.5)", "sum(0.75)"} <= names
     assert {f"{m}(budget=2)" for m in ("sum", "pcgrad", "gradvac", "cagrad", "mgda")} <= names  # equal steps
-    rates = {Strategy.parse(s).apply(p).lr for s in names if Strategy.parse(s).name in ("hybrid", "pcgrad")}
+    rates = {p.trained_with(s).lr for s in p.strategies if s.name in ("hybrid", "pcgrad")}
     assert len(rates) == 3
-    assert {Strategy.parse(s).apply(p).budget_pairs for s in names if Strategy.parse(s).trains} >= {3072, 6144, 12595}
-    assert any(not Strategy.parse(s).apply(p).freeze_embeddings for s in names)
+    assert {p.trained_with(s).budget_pairs for s in p.strategies if s.trains} >= {3072, 6144, 12595}
+    assert any(not p.trained_with(s).freeze_embeddings for s in p.strategies)
     assert main(["run", "--profile", "study", "--runs-dir", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "02_train.ipynb -> pcgrad-budget2-s4" in out and "03_evaluate.ipynb -> zero-shot-s1" not in out

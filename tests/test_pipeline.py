@@ -213,7 +213,7 @@ def test_the_dry_run_estimate_leaves_out_tasks_that_run_only_if_their_inputs_cha
 def test_the_estimate_counts_this_machines_times_where_there_are_some(runs):
     """A study may run on machines 3x apart: the trainings recorded on this machine set the speed alone."""
     from hybridlib.analysis import notebook_durations
-    from hybridlib.runs import estimate_seconds, measured_times
+    from hybridlib.estimates import estimate_seconds, measured_times
     prof = runs / "smoke"
     todo = [SimpleNamespace(notebook="02_train.ipynb", config={"budget_pairs": 1000})]
     times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
@@ -240,7 +240,7 @@ def test_the_estimate_times_a_training_by_runs_that_froze_the_embeddings_as_it_d
     """Training the word embeddings too (frozen=0) halves the speed: its runs set the speed of such a training,
     and the dry run shows the range of each kind of time it scales from."""
     from hybridlib.analysis import notebook_durations
-    from hybridlib.runs import estimate_seconds, measured_ranges, measured_times
+    from hybridlib.estimates import estimate_seconds, measured_ranges, measured_times
     prof = runs / "smoke"
     times = notebook_durations(prof).set_index(["notebook", "run"])["seconds"]
     trained = sorted(p.parent.name for p in prof.glob("*/train_summary.json"))
@@ -357,7 +357,8 @@ def test_outputs_written_before_manifests_were_kept_can_be_adopted(runs):
 
 
 def test_a_finished_run_whose_log_lost_lines_is_refused_not_recorded_as_done(runs):
-    from hybridlib.trainer import TrainingError, finished
+    from hybridlib.runs import TrainingError
+    from hybridlib.runs import trained as finished
     run_dir = runs / "smoke" / "xx-s0"
     config = json.loads((run_dir / "train_summary.json").read_text())["config"]
     assert finished(run_dir, config)["steps"] == 6
@@ -400,8 +401,8 @@ def test_committed_notebooks_show_no_warnings_debug_lines_or_machine_paths():
 
 
 def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
+    from hybridlib.cleaning import clean_notebook
     from hybridlib.paths import REPO_ROOT
-    from hybridlib.runs import clean_notebook
     path = tmp_path / ".03_evaluate.running.ipynb"
     path.write_text(json.dumps({"metadata": {"papermill": {"output_path": str(REPO_ROOT / "runs/x/.03_evaluate.running.ipynb")}},
                                 "cells": [{"cell_type": "code", "source": [], "outputs": [
@@ -416,8 +417,8 @@ def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
 
 
 def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_itself():
+    from hybridlib.cleaning import clean_notebook
     from hybridlib.paths import NOTEBOOKS, REPO_ROOT
-    from hybridlib.runs import clean_notebook
     out = REPO_ROOT / "runs" / "test-clean" / "xx-s0"
     out.mkdir(parents=True, exist_ok=True)
     try:
@@ -438,8 +439,8 @@ def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_
 def test_clean_notebook_points_the_badge_and_paths_into_the_checkout_holding_the_runs(tmp_path):
     """Runs written by code from another worktree link to their own place in the runs' checkout, and their
     path parameters read as they would there (not as seen from the worktree that ran them)."""
+    from hybridlib.cleaning import clean_notebook
     from hybridlib.paths import NOTEBOOKS
-    from hybridlib.runs import clean_notebook
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "notebooks").mkdir()
     out = tmp_path / "runs" / "study" / "xy-s1"

@@ -6,8 +6,15 @@ from scipy.stats import binom
 
 from hybridlib.errors import ConfigError
 from hybridlib.samplers import SamplerError, make_sampler
+from hybridlib.strategy import Strategy
 
 from .conftest import needs_data
+
+
+def draw(spec, pairs, batch_size, **kw):
+    """A registered sampler by name ("paired"), or the one a strategy trains with ("hybrid(0.25)")."""
+    return make_sampler(spec, pairs, batch_size, **kw) if spec == "paired" else \
+        Strategy.parse(spec).sampler(pairs, batch_size, **kw)
 
 LANGS = ["ar", "de", "en", "es", "hi"]
 
@@ -50,7 +57,7 @@ SPECS = ["xx", "xy", "ml", "hybrid(0.5)", "hybrid(0)", "hybrid(1)", "paired"]
        batch_size=st.sampled_from([4, 8, 16]))
 def test_invariants_hold_for_every_batch(spec, seed, n_ids, batch_size):
     pairs = parallel_pairs(n_ids, seed)
-    sampler = make_sampler(spec, pairs, batch_size, seed=seed)
+    sampler = draw(spec, pairs, batch_size, seed=seed)
     for epoch in range(3):
         sampler.set_epoch(epoch)
         batches = list(sampler)
@@ -64,7 +71,7 @@ def test_invariants_hold_for_every_batch(spec, seed, n_ids, batch_size):
 def test_invariants_on_real_mlqa_pairs(spec):
     from hybridlib.pairs import mlqa_split
     train, _, _ = mlqa_split()
-    sampler = make_sampler(spec, train, 32, seed=1)
+    sampler = draw(spec, train, 32, seed=1)
     for rows in sampler:
         check_batch(spec, train, rows, 32)
 
@@ -72,7 +79,7 @@ def test_invariants_on_real_mlqa_pairs(spec):
 @pytest.mark.parametrize("alpha", [0.25, 0.5, 0.75])
 def test_hybrid_share_of_monolingual_batches(alpha):
     pairs = parallel_pairs(150, 0)
-    sampler = make_sampler(f"hybrid({alpha})", pairs, 8, seed=3)
+    sampler = draw(f"hybrid({alpha})", pairs, 8, seed=3)
     mono, n, epoch = 0, 10_000, 0
     qlang, plang = pairs["qlang"].to_numpy(), pairs["plang"].to_numpy()
     seen = 0
@@ -91,12 +98,12 @@ def test_hybrid_share_of_monolingual_batches(alpha):
 @pytest.mark.parametrize("spec", SPECS)
 def test_same_seed_same_batches_and_set_epoch_changes_them(spec):
     pairs = parallel_pairs(120, 1)
-    a, b = (make_sampler(spec, pairs, 8, seed=7) for _ in range(2))
+    a, b = (draw(spec, pairs, 8, seed=7) for _ in range(2))
     assert list(a) == list(b)
     first = list(a)
     a.set_epoch(1)
     assert list(a) != first
-    c = make_sampler(spec, pairs, 8, seed=8)
+    c = draw(spec, pairs, 8, seed=8)
     assert list(c) != first
 
 
@@ -104,8 +111,8 @@ def test_same_seed_same_batches_and_set_epoch_changes_them(spec):
 @pytest.mark.parametrize("spec", SPECS)
 def test_union_of_rank_slices_is_the_global_batch(spec, world_size):
     pairs = parallel_pairs(120, 2)
-    single = list(make_sampler(spec, pairs, 16, seed=5))
-    ranks = [list(make_sampler(spec, pairs, 16, seed=5, rank=r, world_size=world_size)) for r in range(world_size)]
+    single = list(draw(spec, pairs, 16, seed=5))
+    ranks = [list(draw(spec, pairs, 16, seed=5, rank=r, world_size=world_size)) for r in range(world_size)]
     parts = 2 if spec == "paired" else 1
     for step, batch in enumerate(single):
         per = 16 // world_size
@@ -116,12 +123,12 @@ def test_union_of_rank_slices_is_the_global_batch(spec, world_size):
 
 def test_resume_mid_epoch_continues_the_same_stream():
     pairs = parallel_pairs(120, 3)
-    s = make_sampler("hybrid(0.5)", pairs, 8, seed=2)
+    s = draw("hybrid(0.5)", pairs, 8, seed=2)
     full = list(s)
     it = iter(s)
     head = [next(it) for _ in range(5)]
     state = s.state_dict()
-    t = make_sampler("hybrid(0.5)", pairs, 8, seed=2)
+    t = draw("hybrid(0.5)", pairs, 8, seed=2)
     t.load_state_dict(state)
     assert head + list(t) == full
 
@@ -129,13 +136,13 @@ def test_resume_mid_epoch_continues_the_same_stream():
 def test_bad_parameters():
     pairs = parallel_pairs(80, 4)
     with pytest.raises(ConfigError, match=r"alpha=1.5 is outside \[0, 1\]"):
-        make_sampler("hybrid(1.5)", pairs, 8)
-    with pytest.raises(SamplerError, match=r"alpha must be in \[0, 1\], got -0.1"):
+        Strategy.parse("hybrid(1.5)")
+    with pytest.raises(ConfigError, match=r"hybrid: alpha=-0.1 is outside \[0, 1\]"):
         make_sampler("hybrid", pairs, 8, alpha=-0.1)
-    with pytest.raises(ConfigError, match="unknown strategy 'xz'; allowed: zero-shot, bm25, xx"):
+    with pytest.raises(SamplerError, match="unknown sampler 'xz'; registered: xx, xy, ml, hybrid, paired"):
         make_sampler("xz", pairs, 8)
     with pytest.raises(ConfigError, match="strategy bm25 does not train"):
-        make_sampler("bm25", pairs, 8)
+        Strategy.parse("bm25").sampler(pairs, 8)
     few = pairs[(pairs["qlang"] != "hi") | (pairs["qid"].isin(["q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9"]))]
     few = few[~((few["qlang"] == "hi") & (few["plang"] == "hi") & ~few["qid"].isin(["q1", "q2", "q3"]))]
     with pytest.raises(SamplerError, match=r"batch_size 8 is larger than the \d distinct questions/passages of language 'hi'"):

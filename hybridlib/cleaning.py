@@ -1,0 +1,113 @@
+"""Executed notebooks made ready for readers: warnings, machine paths and the parameters cells out of what
+the book shows; the Colab badge and setup cell pointing at the notebook as committed."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .paths import NOTEBOOKS, REPO_ROOT, atomic_write_text
+
+NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook import", re.M)
+
+
+COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/)notebooks/[\w.-]+\.ipynb")
+REMOVED = ("parameters", "injected-parameters")  # tags of the cells the book leaves out
+
+
+def _setup_cell(name: str) -> list[str] | None:
+    """The Colab setup cell's source in the source notebook ``name``."""
+    try:
+        cells = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))["cells"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return next((c["source"] for c in cells if c["cell_type"] == "code" and "google.colab" in "".join(c["source"])),
+                None)
+
+
+def _relocated(params: dict, root: Path | None) -> dict[str, str]:
+    """Path parameters of a notebook that ran from another checkout's notebooks/ (a long study run from a
+    pinned worktree into the main checkout's runs): each value -> the same path seen from ``root``'s
+    notebooks/, where a reader re-runs it."""
+    if root is None:
+        return {}
+    moved = {}
+    for value in params.values():
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            target = (NOTEBOOKS / value).resolve()
+            if target.exists() and target.is_relative_to(root):
+                moved[value] = os.path.relpath(target, root / "notebooks")
+    return moved
+
+
+def clean_notebook(path: Path) -> bool:
+    """Prepare an executed notebook for readers. Dropped: stderr lines that are warnings or debug logging,
+    and the machine's own paths (the repository's parent, the home directory, papermill's absolute input
+    and output paths; path parameters are given as seen from the checkout the run lives in). Left out of
+    the book (tag ``remove-cell``): the parameters cells and the Colab setup cell. The Colab badge opens
+    this very notebook, as the book's launch button does, and its setup cell is the source notebook's.
+    Returns whether anything changed; written atomically."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
+    final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
+    root = next((d for d in final.resolve().parents if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir()), None)
+    here = os.path.relpath(final.resolve(), root) if root else None  # the checkout the runs live in, not the code's
+    setup = _setup_cell(final.name)
+    params = nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
+    moved = _relocated(params, root)
+    # the title names the run's strategy, or the profile an analysis notebook read
+    named = params.get("STRATEGY") or (Path(params["PROFILE_DIR"]).name if params.get("PROFILE_DIR") else None)
+    before = json.dumps(nb, sort_keys=True)
+    params.update({k: moved.get(v, v) for k, v in params.items() if isinstance(v, str)})
+    for i, cell in enumerate(nb.get("cells", [])):
+        if i == 0 and named and cell["cell_type"] == "markdown" and cell["source"]:
+            title = "".join(cell["source"]).split("\n", 1)
+            if title[0].startswith("# ") and not title[0].endswith(f" ({named})"):
+                cell["source"] = [f"{title[0]} ({named})\n", *title[1:]]
+        source = "".join(cell.get("source", ""))
+        tags = cell.get("metadata", {}).get("tags", [])
+        colab = cell["cell_type"] == "code" and "google.colab" in source
+        if colab and setup is not None and "".join(setup) != source:
+            cell["source"] = setup
+        if "injected-parameters" in tags and moved:
+            for a, b in moved.items():
+                source = source.replace(json.dumps(a), json.dumps(b))
+            cell["source"] = source.splitlines(keepends=True)
+        if (colab or set(tags) & set(REMOVED)) and "remove-cell" not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, "remove-cell"]
+        badge = COLAB_BADGE.sub(lambda m: m.group(1) + here, source) if cell["cell_type"] == "markdown" and here else source
+        if badge != source:
+            cell["source"] = badge.splitlines(keepends=True)
+    changed = json.dumps(nb, sort_keys=True) != before
+    for cell in [c for c in nb.get("cells", []) if "outputs" in c]:
+        kept = []
+        for out in cell["outputs"]:
+            if out.get("output_type") == "stream":
+                text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
+                lines = [l for l in text.splitlines(keepends=True) if not (out.get("name") == "stderr" and NOISE.search(l))]
+                clean = "".join(lines)
+                for root in roots:
+                    clean = clean.replace(root + "/", "")
+                for a in sorted(moved, key=len, reverse=True):
+                    clean = clean.replace(a, moved[a])
+                if clean != text:
+                    changed = True
+                if not clean:
+                    continue
+                out["text"] = clean
+            kept.append(out)
+        cell["outputs"] = kept
+    meta = nb.get("metadata", {}).get("papermill", {})
+    # papermill records absolute paths: the source notebook's is kept relative to the code's checkout, the
+    # executed one's to the checkout it lives in
+    paths = {"output_path": here} if here and "output_path" in meta else {}
+    for key in ("input_path", "output_path"):
+        value = meta.get(key)
+        if isinstance(value, str) and os.path.isabs(value):
+            paths.setdefault(key, re.sub(r"\.([^/]+)\.running\.ipynb$", r"\1.ipynb", os.path.relpath(value, REPO_ROOT)))
+    changed |= any(meta[k] != v for k, v in paths.items())
+    meta.update(paths)
+    if changed:
+        atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return changed
