@@ -27,8 +27,9 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "The book: file://$(CURDIR)/_build/html/book/intro.html"
 
-test: $(STAMP)  # the fast lane first (lint, unit tests: stopping at the first failure), then the slow one
+test: $(STAMP)  # the fast lane first (lint, types, unit tests: stopping at the first failure), then the slow one
 	$(VENV)/bin/ruff check hybridlib tests benchmarks
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 --dist loadscope -m "not slow" -x tests $(PYTEST_ARGS)
 	$(PY) -m pytest -n 2 --dist loadscope --nbval-lax -m slow --durations=10 tests notebooks/01_data.ipynb $(PYTEST_ARGS)
 

@@ -13,14 +13,17 @@ from .paths import atomic_write_bytes
 
 
 class Checkpoint:
-    def __init__(self, path: Path, config: dict, model: str):
-        self.path, self.config, self.model = Path(path), config, model
+    """The state of ``params`` (trainable tensors by name) and ``parts`` (name -> object with ``state_dict``,
+    or None) at ``path``, for a run of ``config`` on ``model``."""
+
+    def __init__(self, path: Path, config: dict, model: str, params: dict[str, torch.Tensor], parts: dict):
+        self.path, self.config, self.model, self.params, self.parts = Path(path), config, model, params, parts
         self.step = 0  # the step of the last checkpoint saved or restored; 0: none
 
-    def save(self, step: int, params: dict[str, torch.Tensor], parts: dict, **counters) -> None:
+    def save(self, step: int, **counters) -> None:
         """Write the state at ``step`` (a kill or a full disk mid-save keeps the previous checkpoint)."""
-        state = {"step": step, **counters, "params": {n: p.detach().cpu().clone() for n, p in params.items()},
-                 **{name: part.state_dict() if part is not None else None for name, part in parts.items()},
+        state = {"step": step, **counters, "params": {n: p.detach().cpu().clone() for n, p in self.params.items()},
+                 **{name: part.state_dict() if part is not None else None for name, part in self.parts.items()},
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                  "config": self.config, "model": self.model}
@@ -30,9 +33,10 @@ class Checkpoint:
         atomic_write_bytes(self.path, buf.getvalue())
         self.step = step
 
-    def restore(self, params: dict[str, torch.Tensor], parts: dict) -> dict | None:
-        """Load the saved state into ``params`` and ``parts`` and the random streams; returns its counters
+    def restore(self) -> dict | None:
+        """Load the saved state into the parameters, the parts and the random streams; returns its counters
         (step and the rest), or None without a checkpoint. One saved under other settings is an error."""
+        params, parts = self.params, self.parts
         if not self.path.is_file():
             return None
         try:

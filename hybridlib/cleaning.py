@@ -87,8 +87,8 @@ def clean_notebook(path: Path) -> bool:
                 text = "".join(out["text"]) if isinstance(out["text"], list) else out["text"]
                 lines = [l for l in text.splitlines(keepends=True) if not (out.get("name") == "stderr" and NOISE.search(l))]
                 clean = "".join(lines)
-                for root in roots:
-                    clean = clean.replace(root + "/", "")
+                for prefix in roots:
+                    clean = clean.replace(prefix + "/", "")
                 for a in sorted(moved, key=len, reverse=True):
                     clean = clean.replace(a, moved[a])
                 if clean != text:

@@ -32,8 +32,11 @@ class Combiner:
 
     def __call__(self, grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``grads`` (T, P) -> (update (P,), weights (T,)) with update = weights @ grads, both on the
-        gradients' device and in their dtype."""
+        gradients' device and in their dtype. Non-finite gradients (an fp16 overflow, whose step is skipped)
+        give their plain sum and NaN weights, leaving the rule's state as it was."""
         gram = (grads @ grads.T).to("cpu", torch.float64)
+        if not torch.isfinite(gram).all():
+            return grads.sum(0), torch.full((len(grads),), math.nan, dtype=grads.dtype, device=grads.device)
         w = self.weights(gram).to(grads.device, grads.dtype)
         return w @ grads, w
 
@@ -103,7 +106,8 @@ class GradVac(Combiner):
 
     def __init__(self, beta: float = 0.01, seed: int = 0):
         check_params(type(self), {"beta": beta})
-        self.beta, self.target, self.generator = beta, None, torch.Generator().manual_seed(seed)
+        self.beta, self.generator = beta, torch.Generator().manual_seed(seed)
+        self.target: torch.Tensor | None = None
 
     def weights(self, gram):
         return self.coefficients(gram).sum(0)

@@ -255,10 +255,10 @@ def seed_intervals(per_query: pd.DataFrame, figures: dict[str, tuple[str, str, s
     rows = []
     for label in figures:
         draws = None
-        for strategy, (seeds, sums, weights) in sums_by_figure[label].items():
-            draws = group_draws(len(sums), n_boot) if draws is None else draws
-            mean, lo, hi, _ = bootstrap_sums(sums, weights, n_boot, draws=draws)
-            per_seed = sums.sum(0) / weights.sum(0)
+        for strategy, (seeds, totals, weights) in sums_by_figure[label].items():
+            draws = group_draws(len(totals), n_boot) if draws is None else draws
+            mean, lo, hi, _ = bootstrap_sums(totals, weights, n_boot, draws=draws)
+            per_seed = totals.sum(0) / weights.sum(0)
             rows.append({"strategy": strategy, "figure": label, "mean": mean, "lo": lo, "hi": hi,
                          "sd_over_seeds": float(per_seed.std(ddof=1)) if len(seeds) > 1 else 0.0,
                          "seeds": len(seeds)})

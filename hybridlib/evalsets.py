@@ -107,7 +107,9 @@ class Collection:
 def _sentence_collection(name: str, records: dict[str, list[QA]], keep=None) -> Collection:
     """Queries = questions in every language; pool = every sentence of the kept paragraphs; an item is relevant
     to a query when it is the answer sentence of the query's id, in any language."""
-    pool, queries, answer_item = [], [], {}
+    pool: list = []
+    queries: list = []
+    answer_item: dict = {}
     for lang, recs in records.items():
         first: dict[int, int] = {}
         for r in recs:
@@ -137,7 +139,9 @@ def tydi(data_dir=None, langs=None) -> Collection:
     """TyDi GoldP dev: queries in 9 languages; pool = the distinct passages of every language; each query's
     gold passage is its relevant item (one language only: the collection has no cross-lingual relevance)."""
     records = load_all("tydi-dev", langs, data_dir)
-    pool, where, queries, qrels = [], {}, [], []
+    pool: list = []
+    queries: list = []
+    where, qrels = {}, []  # type: ignore[var-annotated]
     for lang, recs in records.items():
         for r in recs:
             key = (lang, r.context)
@@ -172,7 +176,9 @@ def miracl(langs=("sw",), rows: dict[str, list[dict]] | None = None) -> Collecti
             except Exception as e:  # offline: the hub is the only source of MIRACL
                 raise DataError(f"miracl/miracl ({lang}, dev): cannot load from the Hugging Face hub ({type(e).__name__}); "
                                 "MIRACL needs internet access (unset HF_DATASETS_OFFLINE)") from None
-    pool, where, queries, qrels = [], {}, [], []
+    pool: list = []
+    queries: list = []
+    where, qrels = {}, []  # type: ignore[var-annotated]
     for lang in langs:
         for i, row in enumerate(rows[lang]):
             for key in ("query_id", "query", "positive_passages"):

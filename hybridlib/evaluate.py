@@ -18,6 +18,7 @@ import pandas as pd
 from . import bias, metrics, retrieval
 from .evalsets import SETTINGS, Collection
 from .paths import atomic_write_bytes, cache_dir
+from .stages import RunDir
 from .stats import bootstrap_ci
 from .strategy import Strategy
 
@@ -26,14 +27,14 @@ log = logging.getLogger(__name__)
 COLLECTION_SETTINGS = {"xquad-r": SETTINGS, "mlqa-r": SETTINGS, "tydi": ("mono", "multi")}
 
 
-def run_encoder(run_dir, strategy, model: str, num_layers: int | None = None, bf16: bool = False):
+def run_encoder(run_dir, strategy: Strategy | str, model: str, num_layers: int | None = None, bf16: bool = False):
     """The encoder to evaluate for a run: its trained model in ``run_dir/model`` (checked against the weights
     hash its training recorded), or ``model`` itself (the initial weights) for an untrained strategy."""
     import json
     from pathlib import Path
 
     from .encoders import ModelNotAvailable, load_encoder
-    saved = Path(run_dir) / "model"
+    saved = RunDir(run_dir).model
     if not Strategy.parse(strategy).trains:
         encoder = load_encoder(model, num_layers=num_layers)
     elif not saved.is_dir():
@@ -41,7 +42,7 @@ def run_encoder(run_dir, strategy, model: str, num_layers: int | None = None, bf
                                 "train it first (notebook 02)")
     else:
         encoder = load_encoder(str(saved))
-        summary = Path(run_dir) / "train_summary.json"
+        summary = RunDir(run_dir).train_summary
         trained = json.loads(summary.read_text()).get("weights_sha256") if summary.is_file() else None
         if trained and trained != encoder.weights_hash():
             raise ModelNotAvailable(f"{saved}: weights hash {encoder.weights_hash()} differs from the one training "
@@ -156,7 +157,7 @@ def evaluate(encoder, coll: Collection, settings=None, max_query_length: int = 6
     return pd.concat(frames, ignore_index=True), preference, timing
 
 
-def evaluate_strategy(strategy: str, encoder, coll: Collection, profile) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def evaluate_strategy(strategy: Strategy | str, encoder, coll: Collection, profile) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """What notebook 03 runs for one collection: the encoder with the profile's lengths, or BM25 on the
     monolingual views for the ``bm25`` baseline."""
     if Strategy.parse(strategy).name == "bm25":

@@ -31,7 +31,7 @@ def article_groups(records: dict[str, list[QA]]) -> dict[str, int]:
             a, b = find("q:" + r.qid), find(f"a:{lang}:{r.title}")
             if a != b:
                 parent[a] = b
-    roots = {}
+    roots: dict[str, int] = {}
     return {r.qid: roots.setdefault(find("q:" + r.qid), len(roots)) for recs in records.values() for r in recs}
 
 
@@ -43,7 +43,8 @@ def split_groups(groups: dict[str, int], heldout_fraction: float, seed: int) -> 
     ids_of: dict[int, list[str]] = {}
     for qid, g in groups.items():
         ids_of.setdefault(g, []).append(qid)
-    held, target = set(), heldout_fraction * len(groups)
+    held: set[str] = set()
+    target = heldout_fraction * len(groups)
     for g in rng.permutation(sorted(ids_of)):
         if len(held) >= target:
             break

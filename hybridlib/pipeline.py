@@ -175,7 +175,7 @@ def execute(t: Task, cwd: Path = NOTEBOOKS, threads: int | None = None) -> str:
     clean_notebook(tmp)  # no warnings, debug lines or machine paths in what the book shows
     os.replace(tmp, t.out_dir / t.notebook)
     (t.out_dir / f"{Path(t.notebook).stem}.failed.ipynb").unlink(missing_ok=True)
-    if keep and old.get("products") == t.product_digests():
+    if keep and old is not None and old.get("products") == t.product_digests():
         for name, data in keep.items():
             atomic_write_bytes(t.out_dir / name, data)
     try:
@@ -224,7 +224,9 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
             if reasons[t.name] or any(u in candidates for u in t.upstream):
                 candidates.append(t)
         bar = tqdm(total=len(candidates), desc=f"profile {profile.name}", unit="task", disable=not progress)
-        cwd, status, running, lock = workdir(profile_file.parent.parent), {}, [], threading.Lock()
+        cwd, lock = workdir(profile_file.parent.parent), threading.Lock()
+        status: dict[str, str] = {}
+        running: list = []
 
         def settle(t: Task) -> str:
             """One task's status: not run (an upstream task failed), adopted, skipped (done) or executed."""
@@ -291,7 +293,8 @@ def select(profile: Profile, profile_file: Path, todo: list[Task], until: str | 
 
 def dry_run_statuses(todo: list[Task], adopt_existing: bool = False) -> dict[str, str]:
     """What :func:`run` would do with each task, and why."""
-    (reasons, _), out = plan(todo), {}
+    reasons, _ = plan(todo)
+    out: dict[str, str] = {}
     for t in todo:  # in order, so "pending" travels down the whole chain
         pending = any(out.get(u.name, "skipped (done)") != "skipped (done)" for u in t.upstream)
         # an upstream task re-run with other settings writes other outputs: this one surely runs after it
@@ -316,7 +319,8 @@ def schedule(todo: list[Task], settle, jobs: int = 1):
             yield t, settle(t)
         return
 
-    names, waiting, done, running = {t.name for t in todo}, list(todo), set(), {}
+    names, waiting, done = {t.name for t in todo}, list(todo), set()
+    running: dict = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while waiting or running:
             for t in [t for t in waiting if all(u.name in done or u.name not in names for u in t.upstream)]:

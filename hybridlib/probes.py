@@ -22,11 +22,13 @@ class Probe:
         self.stream = stream  # of paired batches: a monolingual half, then a cross-lingual half
 
     def cosines(self, gradient: Gradient) -> dict[str, float]:
-        grads = []
+        """Measurement only: the random stream training draws from is left as it was."""
+        rng, grads = torch.get_rng_state(), []
         for _ in range(2):
             rows = self.stream.next()
             half = len(rows) // 2
             grads.append((gradient(rows[:half], "probe mono"), gradient(rows[half:], "probe cross")))
+        torch.set_rng_state(rng)
         cos = lambda x, y: float(x[0] @ y[0]) / (x[2] * y[2] + 1e-12)  # noqa: E731
         (m1, c1), (m2, c2) = grads
         return {"probe_cosine": cos(m1, c1), "cosine_mono_mono": cos(m1, m2), "cosine_cross_cross": cos(c1, c2)}

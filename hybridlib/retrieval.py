@@ -2,6 +2,8 @@
 lists with FAISS (exact inner product by default; HNSW or IVF for large pools, on the GPU when available)."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -31,13 +33,13 @@ def relevant_ranks(queries: np.ndarray, pool: np.ndarray, relevant: list[np.ndar
     (block x pool) score matrix at a time. On a GPU (``device``, by default CUDA where there is one) a block's
     ranks are computed at once, on the CPU one query at a time: the same ranks of the same scores."""
     _check(queries, pool)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    P = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(device)
+    on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    P = torch.from_numpy(np.ascontiguousarray(pool, dtype=np.float32)).to(on)
     out = []
     for start in range(0, len(queries), block):
-        S = torch.from_numpy(np.ascontiguousarray(queries[start:start + block], dtype=np.float32)).to(device) @ P.T
+        S = torch.from_numpy(np.ascontiguousarray(queries[start:start + block], dtype=np.float32)).to(on) @ P.T
         rel = relevant[start:start + block]
-        out.extend(block_ranks(S, rel) if device.type != "cpu" else [ranks_in(S[i], r) for i, r in enumerate(rel)])
+        out.extend(block_ranks(S, rel) if on.type != "cpu" else [ranks_in(S[i], r) for i, r in enumerate(rel)])
     return out
 
 
@@ -66,6 +68,7 @@ def search(queries: np.ndarray, pool: np.ndarray, k: int = 10, index: str = "fla
         return torch_search(queries, pool, k)
     pool = np.ascontiguousarray(pool, dtype=np.float32)
     d = pool.shape[1]
+    ix: Any
     if index == "flat":
         ix = faiss.IndexFlatIP(d)
     elif index == "hnsw":

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .config import Profile
 from .errors import ConfigError, TrainingError
-from .paths import REPO_ROOT
+from .paths import REPO_ROOT, atomic_write_text
 from .stages import DATA, EVALUATE, SUMMARIES, TRAIN, RunDir
 from .store import write_json
 from .strategy import Strategy
@@ -158,7 +158,7 @@ class Task:
 
     def product_digests(self) -> dict[str, str | None]:
         """The content digest of each product as it is now (None for one that is missing or does not parse)."""
-        out = {}
+        out: dict[str, str | None] = {}
         for p in self.products:
             try:
                 out[p] = content_digest(self.out_dir, p)
@@ -269,6 +269,23 @@ def read_entries(path: Path) -> list[dict]:
     return entries
 
 
+class StepLog:
+    """A run's per-step log, one JSON line a step, flushed as written. Resuming at ``step`` keeps the lines up
+    to it (the checkpoint's) and rewrites the rest; 0 starts a new log."""
+
+    def __init__(self, path: Path, step: int = 0):
+        kept = [e for e in read_entries(path) if e["step"] <= step] if step else []
+        atomic_write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
+        self.file = open(path, "a")
+
+    def write(self, entry: dict) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The per-step training log of a run as a table."""
     path = RunDir(run_dir).train_log
@@ -295,7 +312,7 @@ def trained(run_dir: str | os.PathLike, config: dict) -> dict | None:
                           "use another run directory, or delete this one to train again")
     if not run.model.is_dir():
         return None
-    steps = sorted({e.get("step") for e in read_entries(run.train_log)})
+    steps = sorted({e.get("step", 0) for e in read_entries(run.train_log)})
     if steps != list(range(1, summary["steps"] + 1)):
         raise TrainingError(f"{run.train_log}: holds {len(steps)} of the finished run's {summary['steps']} steps "
                             f"(last {steps[-1] if steps else 'none'}): lost or damaged; its curves cannot be "

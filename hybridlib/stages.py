@@ -8,6 +8,8 @@ spelled wrong on either side fails at once (and a test compares every notebook w
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -59,7 +61,7 @@ class RunDir:
     TRAIN_SUMMARY, TRAIN_LOG, MODEL = "train_summary.json", "train_log.jsonl", "model"
     RESULTS, PER_QUERY, PREFERENCE, EVAL_META = "results.parquet", "per_query.parquet", "preference.parquet", "eval_meta.json"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
     @property
@@ -89,7 +91,7 @@ class DataDir:
                                                         "data_summary.json", "collections")
 
 
-CONVERT = {"PROFILE": None, "STRATEGY": Strategy.parse, "SEED": int, "DATA_DIR": str, "RUNS": tuple}
+CONVERT: dict[str, Callable] = {"STRATEGY": Strategy.parse, "SEED": int, "DATA_DIR": str, "RUNS": tuple}  # else Path
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,9 @@ class Stage:
         if sorted(params) != sorted(self.names):
             raise ConfigError(f"{self.notebook} takes parameters {self.names}, got {sorted(params)}")
         profile = check_parameters(**params)
-        values = {k: profile if k == "PROFILE" else None if v is None else CONVERT.get(k, Path)(v)
-                  for k, v in params.items()}
+        named = {str(s): s for s in profile.strategies} if profile else {}  # parsed when the profile was read
+        values = {k: profile if k == "PROFILE" else named[v] if k == "STRATEGY" and v in named else
+                  None if v is None else CONVERT.get(k, Path)(v) for k, v in params.items()}
         return self.parameters(**{k.lower(): v for k, v in values.items()})
 
     def arguments(self, **values) -> dict:

@@ -28,9 +28,8 @@ from .checkpoint import Checkpoint
 from .config import require_data
 from .errors import ConfigError, TrainingError
 from .losses import gather, info_nce
-from .paths import atomic_write_text
 from .probes import Probe
-from .runs import read_entries, read_log, run_config, trained
+from .runs import StepLog, read_log, run_config, trained
 from .samplers import Stream, make_sampler
 from .stages import DataDir, RunDir
 from .strategy import Strategy
@@ -84,6 +83,47 @@ class CollapseCheck:
                 "collapse_steps (0 turns this check off)")
 
 
+class Objective:
+    """InfoNCE of a batch slice over the global batch, and its gradient into the parameters' ``.grad``
+    (summed across ranks); counts the tokens it encodes. The pairs are tokenised once: a step only pads its
+    rows (a GPU step would otherwise wait for the tokenizer)."""
+
+    def __init__(self, encoder, pairs: pd.DataFrame, profile, params: dict, scaler, world_size: int):
+        self.encoder, self.pairs, self.profile, self.scaler, self.world_size = encoder, pairs, profile, scaler, world_size
+        self.params, self.tokens = list(params.values()), 0
+        c = profile
+        texts = {"question": "query", "passage": "passage", **({"negative": "passage"} if c.hard_negatives else {})}
+        self.ids = {col: encoder.tokenize(pairs[col].tolist(), kind,
+                                          c.max_query_length if kind == "query" else c.max_passage_length)
+                    for col, kind in texts.items()}
+
+    def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:
+        """InfoNCE of a batch slice (rows of the pair table), over the global batch; and its token count."""
+        c, enc = self.profile, self.encoder
+        embed = lambda col: enc.embed_ids([self.ids[col][i] for i in rows], c.length_chunks)  # noqa: E731
+        with enc.autocast():
+            (qe, qt), (pe, pt) = embed("question"), embed("passage")
+            tokens, neg = qt + pt, None
+            if c.hard_negatives and (self.pairs["negative"].iloc[rows] != "").all():
+                ne, nt = embed("negative")
+                tokens, neg = tokens + nt, gather(ne)
+            loss = info_nce(gather(qe), gather(pe), neg, c.temperature, c.symmetric)
+        return loss, tokens
+
+    def backward(self, rows: list[int]) -> torch.Tensor:
+        """Add the gradient of the batch slice's loss to the parameters' ``.grad``; returns the loss, on the
+        device (read once a step: each read makes the host wait for the GPU)."""
+        loss, tokens = self.loss(rows)
+        self.tokens += tokens
+        # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
+        ((self.scaler.scale(loss) if self.scaler else loss) / self.world_size).backward()
+        if self.world_size > 1:
+            for p in self.params:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+        return loss.detach()
+
+
 class Trainer:
     """Trains ``encoder`` on ``pairs`` with one strategy under a profile's training fields, into ``run_dir``."""
 
@@ -101,67 +141,22 @@ class Trainer:
         self.progress = progress and self.rank == 0
         self.pairs_per_step = strategy.pairs_per_step(c.batch_size)
         self.steps = c.budget_pairs // self.pairs_per_step
-        model = encoder.model
-        encoder.bf16 = c.bf16
-        for m in model.modules() if c.dropout is not None else []:
-            if isinstance(m, torch.nn.Dropout):
-                m.p = c.dropout
-        if c.freeze_embeddings:
-            model.embeddings.word_embeddings.weight.requires_grad_(False)
-        if c.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.params = prepare_model(encoder, c)
         kw = dict(seed=seed, rank=self.rank, world_size=self.world_size)
         self.batches = Stream(strategy.sampler(self.pairs, c.batch_size, **kw))
         self.probe = Probe(Stream(make_sampler("paired", self.pairs, c.batch_size, **{**kw, "seed": seed + 10_007}))) \
             if c.probe_every else None
         self.combiner = strategy.combiner(c) if strategy.mixing else None
-        no_decay = lambda n: n.endswith("bias") or "LayerNorm" in n  # noqa: E731
-        self.optimizer = torch.optim.AdamW(
-            [{"params": [p for n, p in self.params.items() if not no_decay(n)], "weight_decay": c.weight_decay},
-             {"params": [p for n, p in self.params.items() if no_decay(n)], "weight_decay": 0.0}], lr=c.lr, fused=True)
+        self.optimizer, self.scheduler = optimizer(self.params, c, self.steps)
         # fp16 (a GPU without bfloat16) scales the loss so small gradients survive; a step whose gradient
         # overflows is skipped and the scale lowered (torch.amp.GradScaler)
         self.scaler = torch.amp.GradScaler(encoder.device.type) if encoder.precision == "fp16" else None
-        steps, warm = self.steps, max(1, int(c.warmup * self.steps))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
-        # Tokenised once: a step only pads its rows (a GPU step would otherwise wait for the tokenizer)
-        texts = {"question": "query", "passage": "passage", **({"negative": "passage"} if c.hard_negatives else {})}
-        self.ids = {col: encoder.tokenize(self.pairs[col].tolist(), kind,
-                                          c.max_query_length if kind == "query" else c.max_passage_length)
-                    for col, kind in texts.items()}
-        self.step, self.tokens = 0, 0
+        self.objective = Objective(encoder, self.pairs, c, self.params, self.scaler, self.world_size)
+        self.step = 0
         self.collapse = CollapseCheck(c.collapse_steps, c.batch_size * (2 if c.hard_negatives else 1), c.lr)
-        self.checkpoint = Checkpoint(self.run.checkpoint, self.config, encoder.name)
-
-    # ---- one objective's loss and gradient ---------------------------------------------------------
-    def loss(self, rows: list[int]) -> tuple[torch.Tensor, int]:
-        """InfoNCE of a batch slice (rows of the pair table), over the global batch; and its token count."""
-        c, enc = self.profile, self.encoder
-        embed = lambda col: enc.embed_ids([self.ids[col][i] for i in rows], c.length_chunks)  # noqa: E731
-        with enc.autocast():
-            (qe, qt), (pe, pt) = embed("question"), embed("passage")
-            tokens, neg = qt + pt, None
-            if c.hard_negatives and (self.pairs["negative"].iloc[rows] != "").all():
-                ne, nt = embed("negative")
-                tokens, neg = tokens + nt, gather(ne)
-            loss = info_nce(gather(qe), gather(pe), neg, c.temperature, c.symmetric)
-        return loss, tokens
-
-    def backward(self, rows: list[int]) -> torch.Tensor:
-        """Gradient of one objective over the global batch into the parameters' ``.grad`` (replacing what was
-        there); returns its loss, on the device (read once a step: each read makes the host wait for the GPU)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, tokens = self.loss(rows)
-        self.tokens += tokens
-        # Every rank computes the same global loss; all_gather's backward sums over ranks, hence / W.
-        ((self.scaler.scale(loss) if self.scaler else loss) / self.world_size).backward()
-        if self.world_size > 1:
-            for p in self.params.values():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-        return loss.detach()
+        self.checkpoint = Checkpoint(self.run.checkpoint, self.config, encoder.name, self.params, {
+            "optimizer": self.optimizer, "scheduler": self.scheduler, "batches": self.batches, "probe": self.probe,
+            "combiner": self.combiner, "scaler": self.scaler})
 
     def check(self, what: str, value: float, label: str = "") -> float:
         """``value``, or a NonFiniteError naming ``what`` (``non-finite mono gradient (norm nan)``). Under a loss
@@ -175,7 +170,8 @@ class Trainer:
 
     def gradient(self, rows: list[int], objective: str) -> tuple[torch.Tensor, float, float]:
         """Flat gradient (P,) of one objective (for the combiners), its loss and its norm."""
-        loss = self.backward(rows)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.objective.backward(rows)
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
                           for p in self.params.values()])
         if self.scaler:
@@ -183,35 +179,18 @@ class Trainer:
         value, norm = read(loss, flat.norm())
         return flat, self.check(f"{objective} loss", value), self.check(f"{objective} gradient", norm, "norm ")
 
-    def probe_cosines(self) -> dict[str, float]:
-        """The probe's cosines (:mod:`hybridlib.probes`): measurement only, it changes neither the weights nor
-        the random stream training draws from, nor the token count."""
-        rng, tokens = torch.get_rng_state(), self.tokens
-        cosines = self.probe.cosines(self.gradient)
-        torch.set_rng_state(rng)
-        self.tokens = tokens
-        self.optimizer.zero_grad(set_to_none=True)
-        return cosines
-
-    # ---- checkpoints -------------------------------------------------------------------------------
-    @property
-    def parts(self) -> dict:
-        return {"optimizer": self.optimizer, "scheduler": self.scheduler, "batches": self.batches,
-                "probe": self.probe, "combiner": self.combiner, "scaler": self.scaler}
-
     def save_checkpoint(self) -> None:
         if self.rank == 0:
-            self.checkpoint.save(self.step, self.params, self.parts, tokens=self.tokens, recent=self.collapse.recent)
+            self.checkpoint.save(self.step, tokens=self.objective.tokens, recent=self.collapse.recent)
         self.checkpoint.step = self.step
 
     def resume(self) -> bool:
-        counters = self.checkpoint.restore(self.params, self.parts)
-        if counters is None:
-            return False
-        self.step, self.tokens, self.collapse.recent = counters["step"], counters["tokens"], counters.get("recent", [])
-        return True
+        counters = self.checkpoint.restore()
+        if counters is not None:
+            self.step, self.objective.tokens = counters["step"], counters["tokens"]
+            self.collapse.recent = counters.get("recent", [])
+        return counters is not None
 
-    # ---- the loop ----------------------------------------------------------------------------------
     def update(self, rows: list[int]) -> dict:
         """One optimizer step on a batch (two halves, mono then cross, when mixing); its log entry."""
         c = self.profile
@@ -220,22 +199,15 @@ class Trainer:
             half = len(rows) // 2
             g_mono, l_mono, n_mono = self.gradient(rows[:half], "mono")
             g_cross, l_cross, n_cross = self.gradient(rows[half:], "cross")
-            if not math.isfinite(n_mono + n_cross):  # an fp16 overflow (else check() raised): skipped below
-                combined, w = g_mono + g_cross, torch.full((2,), math.nan)
-            else:
-                combined, w = self.combiner(torch.stack([g_mono, g_cross]))
-            if self.scaler:  # back to the scale the optimizer step unscales
-                combined = combined * self.scaler.get_scale()
-            offset = 0
-            for p in self.params.values():
-                p.grad = combined[offset:offset + p.numel()].view_as(p).to(p.dtype)
-                offset += p.numel()
+            assert self.combiner is not None  # a mixing strategy has one
+            combined, w = self.combiner(torch.stack([g_mono, g_cross]))  # back to the scale the step unscales:
+            assign_gradient(self.params.values(), combined * self.scaler.get_scale() if self.scaler else combined)
             objective = f"combined update ({self.strategy})"
         else:
-            batch = self.pairs.iloc[rows]
-            objective = "mono" if (batch["qlang"] == batch["plang"]).all() else \
-                "cross" if (batch["qlang"] != batch["plang"]).all() else "mixed"
-            device_loss = self.backward(rows)
+            same = self.pairs["qlang"].iloc[rows] == self.pairs["plang"].iloc[rows]
+            objective = "mono" if same.all() else "cross" if not same.any() else "mixed"
+            self.optimizer.zero_grad(set_to_none=True)
+            device_loss = self.objective.backward(rows)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         device_norm = torch.nn.utils.clip_grad_norm_(list(self.params.values()), c.max_grad_norm)
@@ -270,14 +242,11 @@ class Trainer:
         torch.manual_seed(self.seed)
         resumed = self.resume()
         self.run.path.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:  # keep the log lines up to the checkpoint: a resumed run rewrites the rest
-            kept = [e for e in read_entries(self.run.train_log) if e["step"] <= self.step] if resumed else []
-            atomic_write_text(self.run.train_log, "".join(json.dumps(e) + "\n" for e in kept))
-        logf = open(self.run.train_log, "a") if self.rank == 0 else None
+        log = StepLog(self.run.train_log, self.step if resumed else 0) if self.rank == 0 else None
         self.encoder.train()
         bar = tqdm(total=self.steps, initial=self.step, desc=f"train {self.strategy}", unit="step",
                    disable=not self.progress)
-        start, start_step, start_tokens = time.perf_counter(), self.step, self.tokens
+        start, start_step, start_tokens = time.perf_counter(), self.step, self.objective.tokens
         try:
             while self.step < self.steps:
                 t0 = time.perf_counter()
@@ -285,32 +254,71 @@ class Trainer:
                 self.step += 1
                 dt = time.perf_counter() - t0  # the probe below is measurement, not training
                 if self.probe and (self.step % self.profile.probe_every == 0 or self.step == 1):
-                    probe = self.probe_cosines()
+                    tokens, probe = self.objective.tokens, self.probe.cosines(self.gradient)
+                    self.objective.tokens = tokens  # probe work is measurement, not training work
                     entry |= probe if self.strategy.mixing else {**probe, "cosine": probe["probe_cosine"]}
                 entry |= {"pairs_seen": self.step * self.pairs_per_step, "seconds": dt,
                           "pairs_per_s": self.pairs_per_step / dt}
-                if logf:
-                    logf.write(json.dumps(entry) + "\n")
-                    logf.flush()
+                if log:
+                    log.write(entry)
                 bar.update(1)
                 bar.set_postfix(loss=f"{entry['loss']:.3f}")
                 if self.step % self.profile.checkpoint_every == 0 or self.step == self.steps:
                     self.save_checkpoint()
         finally:
             bar.close()
-            if logf:
-                logf.close()
+            if log:
+                log.close()
         self.encoder.eval()
         elapsed, steps_now = time.perf_counter() - start, self.step - start_step
-        return {"strategy": str(self.strategy), "seed": self.seed, "precision": self.encoder.precision,
-                "steps": self.step, "pairs_seen": self.step * self.pairs_per_step,
-                "pairs_per_step": self.pairs_per_step, "world_size": self.world_size,
-                **log_shares(read_log(self.run.path) if self.rank == 0 else pd.DataFrame()),
-                "seconds_this_session": elapsed, "resumed": resumed,
-                "pairs_per_s": steps_now * self.pairs_per_step / elapsed if steps_now else None,
-                "tokens_per_s": (self.tokens - start_tokens) / elapsed if steps_now else None,
-                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                "config": self.config}
+        return summary(self, resumed, elapsed, steps_now * self.pairs_per_step, self.objective.tokens - start_tokens)
+
+
+def prepare_model(encoder, profile) -> dict[str, torch.Tensor]:
+    """Set the encoder up for a profile's training (precision, dropout, frozen word embeddings, gradient
+    checkpointing); returns its trainable parameters by name."""
+    model = encoder.model
+    encoder.bf16 = profile.bf16
+    for m in model.modules() if profile.dropout is not None else []:
+        if isinstance(m, torch.nn.Dropout):
+            m.p = profile.dropout
+    if profile.freeze_embeddings:
+        model.embeddings.word_embeddings.weight.requires_grad_(False)
+    if profile.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def optimizer(params: dict, profile, steps: int):
+    """AdamW (no weight decay on biases and LayerNorm) and a linear warm-up then linear decay over ``steps``."""
+    no_decay = lambda n: n.endswith("bias") or "LayerNorm" in n  # noqa: E731
+    opt = torch.optim.AdamW(
+        [{"params": [p for n, p in params.items() if not no_decay(n)], "weight_decay": profile.weight_decay},
+         {"params": [p for n, p in params.items() if no_decay(n)], "weight_decay": 0.0}], lr=profile.lr, fused=True)
+    warm = max(1, int(profile.warmup * steps))
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+
+
+def assign_gradient(params, flat: torch.Tensor) -> None:
+    """Set the parameters' ``.grad`` from one flat (P,) gradient, in order."""
+    offset = 0
+    for p in params:
+        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
+
+
+def summary(t: Trainer, resumed: bool, elapsed: float, pairs_now: int, tokens_now: int) -> dict:
+    """A training run's summary (``train_summary.json`` without the provenance ``train_run`` adds)."""
+    return {"strategy": str(t.strategy), "seed": t.seed, "precision": t.encoder.precision,
+            "steps": t.step, "pairs_seen": t.step * t.pairs_per_step,
+            "pairs_per_step": t.pairs_per_step, "world_size": t.world_size,
+            **log_shares(read_log(t.run.path) if t.rank == 0 else pd.DataFrame()),
+            "seconds_this_session": elapsed, "resumed": resumed,
+            "pairs_per_s": pairs_now / elapsed if pairs_now else None,
+            "tokens_per_s": tokens_now / elapsed if pairs_now else None,
+            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "config": t.config}
 
 
 def read(*values: torch.Tensor) -> list[float]:

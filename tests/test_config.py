@@ -6,6 +6,7 @@ import re
 import pytest
 
 from hybridlib.config import ConfigError, Profile, load_profile, override
+from hybridlib.stages import STAGES, TRAIN
 from hybridlib.strategy import Strategy, StrategyError
 
 from .test_samplers import parallel_pairs
@@ -310,3 +311,38 @@ def test_committed_resolved_profiles_are_what_the_pipeline_writes(name):
     would rewrite it and leave the checkout dirty."""
     from hybridlib.paths import REPO_ROOT
     assert (REPO_ROOT / "runs" / name / "profile.yaml").read_text() == load_profile(name).to_yaml()
+
+
+@pytest.mark.parametrize("stage", list(STAGES.values()), ids=lambda s: s.notebook)
+def test_each_notebook_declares_and_checks_exactly_its_stage_parameters(stage):
+    """A notebook's parameters cell, the names its check passes, and its stage's dataclass agree (names, and
+    the type of each default)."""
+    import ast
+    import json
+
+    from hybridlib.paths import NOTEBOOKS
+    cells = json.loads((NOTEBOOKS / stage.notebook).read_text(encoding="utf-8"))["cells"]
+    source = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    cell = next(s for c, s in zip([c for c in cells if c["cell_type"] == "code"], source)
+                if "parameters" in c["metadata"].get("tags", []))
+    defaults = {t.id: ast.literal_eval(n.value) for n in ast.parse(cell).body if isinstance(n, ast.Assign)
+                for t in n.targets}
+    assert sorted(defaults) == sorted(stage.names)
+    trees = [ast.parse(s) for s in source if "google.colab" not in s]  # the Colab setup cell holds shell lines
+    calls = [n for t in trees for n in ast.walk(t) if isinstance(n, ast.Call)
+             and ast.unparse(n.func).endswith(".check") and ast.unparse(n.func).startswith("stages.")]
+    assert len(calls) == 1 and sorted(k.arg for k in calls[0].keywords) == sorted(stage.names)
+    assert all(k.arg == ast.unparse(k.value) for k in calls[0].keywords)  # PROFILE=PROFILE, ...
+    kinds = {"SEED": int, "RUNS": type(None)}
+    assert all(isinstance(v, kinds.get(k, str)) for k, v in defaults.items()), defaults
+
+
+def test_a_stage_refuses_missing_or_unknown_parameters_and_returns_objects(tmp_path):
+    (tmp_path / "train_pairs.parquet").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"02_train.ipynb takes parameters \['PROFILE', 'STRATEGY', 'SEED', "
+                                          r"'DATA_OUT', 'RUN_DIR'\], got \['PROFILE', 'SEED'\]"):
+        TRAIN.check(PROFILE="smoke", SEED=0)
+    run = TRAIN.check(PROFILE="smoke", STRATEGY="hybrid(0.50)", SEED=1, DATA_OUT=str(tmp_path), RUN_DIR=str(tmp_path / "r"))
+    assert (run.strategy, run.seed, run.run_dir, run.profile.name) == (Strategy("hybrid", 0.5), 1, tmp_path / "r", "smoke")
+    with pytest.raises(ValueError, match=r"02_train.ipynb: parameters \['seed'\] are not"):
+        TRAIN.arguments(seed=0)

@@ -114,7 +114,7 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(da
     profile = Profile("t", batch_size=8, budget_pairs=64, checkpoint_every=1, probe_every=0, max_query_length=32,
                       max_passage_length=32)
     trainer = Trainer(small_encoder, pairs, profile, Strategy.parse(strategy), 0, tmp_path, progress=False)
-    real, bad_call = trainer.loss, 3 if strategy == "xx" else 4
+    real, bad_call = trainer.objective.loss, 3 if strategy == "xx" else 4
     calls = {"n": 0}
 
     def poisoned(rows):  # a NaN loss, or a finite loss whose gradient is NaN (d sqrt(x)/dx at 0)
@@ -124,7 +124,7 @@ def test_non_finite_loss_or_gradient_stops_and_keeps_the_last_good_checkpoint(da
             loss = loss * float("nan") if poison == "loss" else loss + torch.sqrt(0 * list(trainer.params.values())[-1].sum())
         return loss, tokens
 
-    monkeypatch.setattr(trainer, "loss", poisoned)
+    monkeypatch.setattr(trainer.objective, "loss", poisoned)
     last = 2 if strategy == "xx" else 1
     with pytest.raises(NonFiniteError, match=message + rf".*checkpoint.*\(step {last}\)"):
         trainer.train()
@@ -163,13 +163,13 @@ def test_a_collapsed_run_stops_with_a_clear_error(data_out, tmp_path, small_enco
     profile = Profile("t", batch_size=8, budget_pairs=8 * 20, probe_every=0, max_query_length=16,
                       max_passage_length=16, collapse_steps=5, checkpoint_every=1)
     trainer = Trainer(small_encoder, pairs, profile, Strategy.parse("xx"), 0, tmp_path, progress=False)
-    real = trainer.loss
+    real = trainer.objective.loss
 
     def collapsed(rows):
         loss, tokens = real(rows)
         return (loss * 0 + math.log(8), tokens) if trainer.step >= 2 else (loss, tokens)
 
-    monkeypatch.setattr(trainer, "loss", collapsed)
+    monkeypatch.setattr(trainer.objective, "loss", collapsed)
     with pytest.raises(CollapseError, match=r"step 6: training collapsed: the loss sat within 1% of chance "
                                             r"\(ln\(8\) = 2.0794\) on 4 of the last 5 steps, the largest gradient "
                                             r"norm was .*; lower lr"):
@@ -304,7 +304,7 @@ def test_fp16_scales_the_loss_and_skips_a_step_whose_gradient_overflows(data_out
             loss = loss + torch.sqrt(0 * list(trainer.params.values())[-1].sum())
         return loss, tokens
 
-    monkeypatch.setattr(trainer, "loss", overflow_at_step_2)
+    monkeypatch.setattr(trainer.objective, "loss", overflow_at_step_2)
     before = {n: p.detach().clone() for n, p in trainer.params.items()}
     trainer.train()
     log = read_log(tmp_path)
@@ -313,3 +313,25 @@ def test_fp16_scales_the_loss_and_skips_a_step_whose_gradient_overflows(data_out
     assert skipped[1] and not skipped[2:].any()  # the poisoned step (fp16 may also overflow at the first scale)
     assert (scale.shift(-1)[:-1] == (scale / 2).where(skipped, scale)[:-1]).all()  # halved after each skipped step
     assert max(float((p.detach() - before[n]).abs().max()) for n, p in trainer.params.items()) > 0
+
+
+def test_a_run_parses_its_strategy_name_once(data_out, tmp_path, monkeypatch):
+    """Text becomes a Strategy at the edge: the profile file parses each name once, notebook 02's STRATEGY is
+    looked up among them, and training receives the object."""
+    from collections import Counter
+
+    from hybridlib import stages
+    profile_file = tmp_path / "profile.yaml"
+    profile_file.write_text(override(load_profile("smoke"), budget_pairs=16, batch_size=8, probe_every=0).to_yaml())
+    parsed, real = Counter(), Strategy.parse.__func__
+
+    def counting(cls, text):
+        parsed.update([text] if isinstance(text, str) else [])
+        return real(cls, text)
+
+    monkeypatch.setattr(Strategy, "parse", classmethod(counting))
+    run = stages.TRAIN.check(PROFILE=str(profile_file), STRATEGY="hybrid(0.5)", SEED=0, DATA_OUT=str(data_out),
+                             RUN_DIR=str(tmp_path / "run"))
+    summary = train_run(run.profile, run.strategy, run.seed, run.data_out, run.run_dir, progress=False)
+    assert summary["steps"] == 2 and parsed["hybrid(0.5)"] == 1
+    assert set(parsed) == {str(s) for s in run.profile.strategies} and max(parsed.values()) == 1
