@@ -9,6 +9,7 @@ import pandas as pd
 
 from .compare import QUESTIONS, number, plain
 from .data import MLQA_LANGS
+from .stages import RunDir
 from .strategy import Strategy, sort
 
 
@@ -116,7 +117,7 @@ def floor_sentence(logs: pd.DataFrame) -> str:
             f"two monolingual batches at {part('cosine_mono_mono')}, two cross-lingual at {part('cosine_cross_cross')}")
 
 
-MACHINE_RECORDS = {"02 train": "train_summary.json", "03 evaluate": "eval_meta.json"}  # notebook -> its machine record
+MACHINE_RECORDS = {"02 train": RunDir.TRAIN_SUMMARY, "03 evaluate": RunDir.EVAL_META}  # notebook -> its machine record
 
 
 def notebook_durations(profile_dir: str | Path) -> pd.DataFrame:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError
+from .stages import RunDir
 from .stats import bootstrap_sums, group_draws, holm, seed_test, verdict4
 from .strategy import RUN_PARAMS, Strategy
 
@@ -55,15 +56,15 @@ def reproduction(a: str | Path, b: str | Path, tolerance: float = 1e-6) -> tuple
         if not Path(d).is_dir():
             raise ConfigError(f"{d}: no such directory (expected a profile's results directory, e.g. runs/cpu)")
     key = ["collection", "setting", "qlang", "plang", "metric"]
-    runs = [{p.parent.name for p in Path(d).glob("*/results.parquet")} for d in (a, b)]
+    runs = [{p.parent.name for p in Path(d).glob(f"*/{RunDir.RESULTS}")} for d in (a, b)]
     problems = [f"{run}: results in {d} only" for d, only in ((a, runs[0] - runs[1]), (b, runs[1] - runs[0]))
                 for run in sorted(only)]
     if not runs[0] | runs[1]:
-        problems.append(f"no run has results.parquet in {a} or {b}")
+        problems.append(f"no run has {RunDir.RESULTS} in {a} or {b}")
     rows = []
     for run in sorted(runs[0] & runs[1]):
         try:
-            ta, tb = (pd.read_parquet(Path(d) / run / "results.parquet") for d in (a, b))
+            ta, tb = (pd.read_parquet(Path(d) / run / RunDir.RESULTS) for d in (a, b))
         except Exception as e:
             problems.append(f"{run}: unreadable results ({type(e).__name__}: {e})")
             continue

@@ -323,7 +323,7 @@ def _runs(name, v):
 CHECKS = {  # notebook parameter -> its check
     "PROFILE": _profile, "SEED": _seed, "STRATEGY": _strategy,
     "DATA_DIR": _data_dir, "OUT_DIR": _output, "RUN_DIR": _output,
-    "DATA_OUT": lambda name, v: require_data(v, name=name),
+    "DATA_OUT": None,  # require_data, which names the profile in the command it gives
     "PROFILE_DIR": _directory, "RUNS": _runs, "BENCHMARKS": _output,
 }
 
@@ -335,8 +335,9 @@ def check_parameters(**params) -> Profile | None:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; allowed: {sorted(CHECKS)}")
     for name, value in params.items():
-        if name == "DATA_OUT":
+        check = CHECKS[name]
+        if check is None:
             require_data(value, params.get("PROFILE", "PROFILE"))
         else:
-            CHECKS[name](name, value)
+            check(name, value)
     return load_profile(params["PROFILE"]) if "PROFILE" in params else None

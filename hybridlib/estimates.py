@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .stages import RunDir
+
 
 def on_this_machine(times):
     """Which rows of :func:`~hybridlib.analysis.notebook_durations`' table were measured on this machine, as
@@ -27,7 +29,7 @@ def measured_times(reference: Path):
     here = on_this_machine(times)
     times = times.assign(here=here)[here | ~here.groupby(times.notebook).transform("any")]
     train = times.notebook == "02 train"
-    summary = {r: json.loads((reference / r / "train_summary.json").read_text()) for r in times.run[train]}
+    summary = {r: json.loads(RunDir(reference / r).train_summary.read_text()) for r in times.run[train]}
     return times.assign(pairs=times.run.map(lambda r: summary.get(r, {}).get("pairs_seen")).where(train),
                         frozen=times.run.map(lambda r: summary.get(r, {}).get("config", {}).get("freeze_embeddings"))
                         .where(train))

@@ -33,6 +33,7 @@ from .paths import (
     locked,
 )
 from .runs import Task, adopt, analysis_tasks, tasks
+from .stages import RunDir
 from .strategy import Strategy
 
 if TYPE_CHECKING:
@@ -252,7 +253,7 @@ def run(profile: str | Profile, runs_dir=None, dry_run: bool = False, adopt_exis
         def settled(t: Task, result: str) -> None:
             status[t.name] = result
             if not profile.keep_models and "model" in t.needs and result.startswith(("done", "skipped", "adopted")):
-                shutil.rmtree(t.out_dir / "model", ignore_errors=True)  # evaluated: nothing reads the model again
+                shutil.rmtree(RunDir(t.out_dir).model, ignore_errors=True)  # evaluated: nothing reads the model again
             if t in candidates:
                 bar.update(1)
 
