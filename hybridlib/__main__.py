@@ -1,4 +1,4 @@
-"""Command line: ``python -m hybridlib {run,train,verify}``; ``--help`` on each says more."""
+"""Command line: ``python -m hybridlib {run,train,verify,strategies}``; ``--help`` on each says more."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
                         "were kept) as done with the current settings, instead of running them again")
     t = sub.add_parser("train", help="train one run (works under torchrun --nproc_per_node=N)")
     t.add_argument("--profile", default="cpu")
-    t.add_argument("--strategy", required=True, help="xx | xy | ml | hybrid(alpha) | sum | pcgrad | gradvac | cagrad | mgda")
+    t.add_argument("--strategy", required=True, help="a trained strategy name, e.g. hybrid(0.5) or pcgrad "
+                                                     "(python -m hybridlib strategies lists them)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", required=True, help="notebook 01's output directory (train_pairs.parquet)")
     t.add_argument("--run-dir", required=True)
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     v.add_argument("a", help="e.g. runs/cpu (the committed run)")
     v.add_argument("b", help="e.g. /tmp/fresh/runs/cpu (a re-run)")
     v.add_argument("--tolerance", type=float, default=1e-6, help="largest difference, relative to max(1, |value|)")
+    sub.add_parser("strategies", help="every strategy name, the numbers it takes and their ranges")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .errors import HybridError
@@ -56,6 +58,13 @@ def main(argv=None) -> int:
 
 def command(args) -> int:
     from .config import load_profile, override, parse_overrides
+    if args.command == "strategies":
+        from .strategy import reference
+        rows = reference()
+        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+        for r in [{k: k for k in widths}, *rows]:
+            print("  ".join(r[k].ljust(widths[k]) for k in widths).rstrip())
+        return 0
     if args.command == "verify":
         from .compare import reproduction
         table, problems = reproduction(args.a, args.b, args.tolerance)

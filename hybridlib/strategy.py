@@ -32,6 +32,7 @@ from .registry import Param
 from .samplers import SAMPLERS, PairSampler
 
 UNTRAINED = ("zero-shot", "bm25")
+UNTRAINED_DOCS = {"zero-shot": "The initial weights, untrained", "bm25": "BM25, a lexical baseline"}
 RUN_PARAMS = {  # any trained strategy: the arms of a sweep (see config.Profile.trained_with)
     "budget": Param(0, 1000, lo_open=True, doc="times the profile's budget_pairs"),
     "lr": Param(0, 1, lo_open=True, doc="the learning rate"),
@@ -68,6 +69,27 @@ def allowed() -> str:
     run = ", ".join(f"{k}={p.allowed}" for k, p in RUN_PARAMS.items())
     return (f"{', '.join(forms)}; {', '.join(f'{k} in {r}' for k, r in ranges.items())}; "
             f"a trained one may add {run}")
+
+
+def reference() -> list[dict[str, str]]:
+    """Every strategy name and the numbers it takes, from the registered classes: what ``python -m hybridlib
+    strategies`` prints. One row per name, then one per number (its range, where its default comes from and
+    what it means); the run options close the table."""
+    rows = []
+    for name in names():
+        cls = registered(name)
+        family = Strategy(name).family
+        doc = re.split(r"(?<!et al)[.;:](?:\s|$)", " ".join((cls.__doc__ or "").split()))[0].replace("``", "") \
+            if cls else UNTRAINED_DOCS[name]
+        rows.append({"strategy": name, "family": family, "number": "", "range": "", "default": "", "meaning": doc})
+        for key, p in getattr(cls, "params", {}).items():
+            default = "required" if p.required else f"profile field {p.profile_field}" if p.profile_field else "none"
+            rows.append({"strategy": "", "family": "", "number": key + (" (positional)" if p.positional else ""),
+                         "range": p.allowed, "default": default, "meaning": p.doc})
+    for key, p in RUN_PARAMS.items():
+        rows.append({"strategy": "any trained", "family": "", "number": key, "range": p.allowed,
+                     "default": "the profile's", "meaning": p.doc})
+    return rows
 
 
 @dataclass(frozen=True)

@@ -346,3 +346,17 @@ def test_a_stage_refuses_missing_or_unknown_parameters_and_returns_objects(tmp_p
     assert (run.strategy, run.seed, run.run_dir, run.profile.name) == (Strategy("hybrid", 0.5), 1, tmp_path / "r", "smoke")
     with pytest.raises(ValueError, match=r"02_train.ipynb: parameters \['seed'\] are not"):
         TRAIN.arguments(seed=0)
+
+
+def test_the_strategy_reference_comes_from_the_registered_classes(capsys):
+    from hybridlib.__main__ import main
+    from hybridlib.strategy import names, reference
+    rows = reference()
+    assert [r["strategy"] for r in rows if r["strategy"] and r["strategy"] != "any trained"] == list(names())
+    gradvac = next(i for i, r in enumerate(rows) if r["strategy"] == "gradvac")
+    assert rows[gradvac]["meaning"] == "Gradient Vaccine (Wang et al. 2021)"
+    assert rows[gradvac + 1] == {"strategy": "", "family": "", "number": "beta", "range": "(0, 1]",
+                                      "default": "profile field gradvac_beta", "meaning": "EMA rate of the target cosine"}
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["strategy", "family", "number", "range", "default", "meaning"] and len(out) == len(rows) + 1
