@@ -1,7 +1,7 @@
 """The stages of a study, one contract each: a notebook, the dataclass of its parameters, and what it writes.
 
 A notebook's parameters cell (papermill) assigns exactly the fields of its dataclass, upper-cased; the
-notebook hands them to :meth:`Stage.check`, which validates each (:data:`hybridlib.config.CHECKS`) before
+notebook hands them to :meth:`Stage.check`, which validates each (``config.CHECKS``) before
 any work and returns the dataclass with the profile loaded and the strategy parsed: the one parse of the
 run's strategy name. The pipeline builds the same parameters with :meth:`Stage.arguments`, so a name
 spelled wrong on either side fails at once (and a test compares every notebook with its dataclass).
@@ -111,10 +111,10 @@ class Stage:
         the parameter and value otherwise)."""
         if sorted(params) != sorted(self.names):
             raise ConfigError(f"{self.notebook} takes parameters {self.names}, got {sorted(params)}")
-        profile = check_parameters(**params)
+        profile = check_parameters(**{k: v for k, v in params.items() if k != "STRATEGY"})
         named = {str(s): s for s in profile.strategies} if profile else {}  # parsed when the profile was read
         values = {k: profile if k == "PROFILE" else named[v] if k == "STRATEGY" and v in named else
-                  None if v is None else CONVERT.get(k, Path)(v) for k, v in params.items()}
+                  None if v is None else CONVERT.get(k, Path)(v) for k, v in params.items()}  # a new name: parsed
         return self.parameters(**{k.lower(): v for k, v in values.items()})
 
     def arguments(self, **values) -> dict:

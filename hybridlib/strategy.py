@@ -33,7 +33,8 @@ from .samplers import SAMPLERS, PairSampler
 
 UNTRAINED = ("zero-shot", "bm25")
 UNTRAINED_DOCS = {"zero-shot": "The initial weights, untrained", "bm25": "BM25, a lexical baseline"}
-RUN_PARAMS = {  # any trained strategy: the arms of a sweep (see config.Profile.trained_with)
+# The numbers any trained strategy may carry, the arms of a sweep (see Profile.trained_with).
+RUN_PARAMS = {
     "budget": Param(0, 1000, lo_open=True, doc="times the profile's budget_pairs"),
     "lr": Param(0, 1, lo_open=True, doc="the learning rate"),
     "frozen": Param(choices=(0, 1), doc="1 freezes the word embeddings, 0 trains them"),
@@ -101,7 +102,7 @@ class Strategy:
     @classmethod
     def parse(cls, text) -> Strategy:
         """``"hybrid(0.25)"`` -> Strategy("hybrid", 0.25); raises ``StrategyError`` naming the text. Each
-        number is checked against the range its class declares (``params``) or :data:`RUN_PARAMS`."""
+        number is checked against the range its class declares (``params``) or ``RUN_PARAMS``."""
         if isinstance(text, Strategy):
             return text
         m = re.fullmatch(r"\s*([a-z][a-z0-9-]*)\s*(?:\((.*)\))?\s*", text) if isinstance(text, str) else None
@@ -149,7 +150,7 @@ class Strategy:
 
     @property
     def run_options(self) -> dict[str, float]:
-        """The options that change the run (:data:`RUN_PARAMS`), not the sampler or combiner."""
+        """The options that change the run (``RUN_PARAMS``), not the sampler or combiner."""
         return {k: v for k, v in self.options if k in RUN_PARAMS}
 
     def __str__(self) -> str:

@@ -338,7 +338,7 @@ def train_run(profile, strategy, seed: int, data_out: str | os.PathLike, run_dir
     """Train one (strategy, seed) of a profile on notebook 01's pairs into ``run_dir`` (resumable), save the
     encoder to ``run_dir/model`` and the summary to ``run_dir/train_summary.json``. One process at a time
     per run directory (a lock); a finished run is returned as it is, or refused if its settings differ.
-    ``strategy`` is a :class:`Strategy` (a name, as a notebook of an earlier version passes it, is parsed)."""
+    ``strategy`` is a :class:`~hybridlib.strategy.Strategy` (a name, as a notebook of an earlier version passes it, is parsed)."""
     from .encoders import load_encoder
     from .paths import locked
     from .store import provenance, read_meta, read_table, write_json

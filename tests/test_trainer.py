@@ -295,7 +295,7 @@ def test_fp16_scales_the_loss_and_skips_a_step_whose_gradient_overflows(data_out
                       max_query_length=32, max_passage_length=32, checkpoint_every=100)
     trainer = Trainer(small_encoder, pairs, profile, Strategy.parse(strategy), 0, tmp_path, progress=False)
     assert trainer.scaler is not None
-    real, calls = trainer.loss, {"n": 0}
+    real, calls = trainer.objective.loss, {"n": 0}
 
     def overflow_at_step_2(rows):
         calls["n"] += 1
