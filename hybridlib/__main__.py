@@ -79,9 +79,11 @@ def command(args) -> int:
         profile = override(profile, **parse_overrides(args.set))
     if args.command == "train":
         from .config import check_parameters
+        from .strategy import Strategy
         from .trainer import train_run
-        check_parameters(STRATEGY=args.strategy, SEED=args.seed, DATA_OUT=args.data, RUN_DIR=args.run_dir)
-        summary = train_run(profile, args.strategy, args.seed, args.data, args.run_dir)
+        strategy = Strategy.parse(args.strategy)
+        check_parameters(SEED=args.seed, DATA_OUT=args.data, RUN_DIR=args.run_dir)
+        summary = train_run(profile, strategy, args.seed, args.data, args.run_dir)
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary: the run's, written by rank 0
             print({k: v for k, v in summary.items() if k not in ("config", "profile", "data_sha256")})
         return 0
