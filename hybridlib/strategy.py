@@ -96,7 +96,8 @@ def reference() -> list[dict[str, str]]:
 @dataclass(frozen=True)
 class Strategy:
     name: str
-    alpha: float | None = None  # the positional number: hybrid's share of mono batches, sum's mono weight
+    alpha: float | None = None  # the positional number (whatever its class calls it): hybrid's share of mono
+    # batches, sum's mono weight
     options: tuple[tuple[str, float], ...] = ()  # numbers given by name, sorted
 
     @classmethod
@@ -172,7 +173,8 @@ class Strategy:
 
     def _arguments(self, cls, profile=None) -> dict:
         """The class's keyword arguments: the numbers in the name, else the profile fields it names."""
-        given = {**dict(self.options), **({"alpha": self.alpha} if self.alpha is not None else {})}
+        positional = next((k for k, p in cls.params.items() if p.positional), None)
+        given = {**dict(self.options), **({positional: self.alpha} if positional and self.alpha is not None else {})}
         return {k: given[k] if k in given else getattr(profile, p.profile_field)
                 for k, p in cls.params.items() if k in given or (p.profile_field and profile is not None)}
 
