@@ -241,18 +241,30 @@ def more_seeds(verdicts: pd.DataFrame, horizon: int) -> pd.DataFrame:
     return counts.reset_index()[["question", "inconclusive", *kinds]]
 
 
-def coverage(results: pd.DataFrame, trained_per_seed: int, expected: int) -> str:
-    """How far a study has come, from its result table: 'all 142 runs committed, 5 seeds per trained
-    strategy', or while runs are missing 'as it stands, 3 of 142 runs committed (seed 0 complete; seed 1: 1 of
-    28 trained runs); the figures below move as the rest land' (the untrained baselines run once and are not
-    counted per seed)."""
+def coverage(results: pd.DataFrame, expected: list[tuple[Strategy, int]]) -> str:
+    """How far a study has come, from its result table and the (strategy, seed) runs it expects
+    (``runs.evaluated_runs``): 'all 142 runs committed, 5 seeds per trained strategy' (or '10 seeds for 10
+    trained strategies, 5 for 18'), or while runs are missing 'as it stands, 3 of 142 runs committed (seed 0
+    complete; seed 1: 1 of 28 trained runs); the figures below move as the rest land' (the untrained
+    baselines run once and are not counted per seed)."""
     trained = results[[Strategy.parse(s).trains for s in results["strategy"]]]
     done, runs = trained.groupby("seed")["run"].nunique(), results["run"].nunique()
-    if runs == expected:
-        return f"all {runs} runs committed, {len(done)} seed{'s' * (len(done) != 1)} per trained strategy"
-    seeds = "; ".join(f"seed {seed} complete" if n == trained_per_seed else f"seed {seed}: {n} of {trained_per_seed} trained runs"
-                      for seed, n in done.items())
-    return f"as it stands, {runs} of {expected} runs committed ({seeds}); the figures below move as the rest land"
+    per_seed = pd.Series([seed for s, seed in expected if s.trains], dtype=int).value_counts()
+    if runs == len(expected):
+        seeds = pd.Series([s for s, _ in expected if s.trains]).value_counts().value_counts().sort_index(ascending=False)
+        if len(seeds) == 1:
+            return f"all {runs} runs committed, {plural(seeds.index[0], 'seed')} per trained strategy"
+        return f"all {runs} runs committed, " + ", ".join(
+            f"{plural(n, 'seed')} for {plural(k, 'trained strateg', 'y', 'ies')}" if i == 0 else f"{n} for {k}"
+            for i, (n, k) in enumerate(seeds.items()))
+    seeds = "; ".join(f"seed {seed} complete" if done.get(seed, 0) == n else
+                      f"seed {seed}: {done.get(seed, 0)} of {n} trained runs" for seed, n in per_seed.sort_index().items())
+    return f"as it stands, {runs} of {len(expected)} runs committed ({seeds}); the figures below move as the rest land"
+
+
+def plural(n: int, word: str, one: str = "", many: str = "s") -> str:
+    """'1 seed', '5 seeds', '1 trained strategy', '18 trained strategies'."""
+    return f"{n} {word}{one if n == 1 else many}"
 
 
 def glue(name: str, value) -> None:

@@ -37,6 +37,10 @@ class Profile:
     num_layers: int | None = stage(None, "train", "eval")  # keep the first k layers (smoke tests); None = all
     seeds: tuple[int, ...] = (0,)
     strategies: tuple[Strategy, ...] = (Strategy("zero-shot"),)  # names in a file, parsed when it is read
+    # more seeds for some trained strategies only (those a verdict needs more seeds for); every seed a pair of
+    # strategies shares is used by the analysis
+    extra_seeds: tuple[int, ...] = ()
+    extra_seed_strategies: tuple[Strategy, ...] = ()
     # data (notebook 01)
     heldout_fraction: float = stage(0.2, "data")
     hard_negatives: bool = stage(False, "data", "train")
@@ -100,17 +104,7 @@ class Profile:
         if self.model.startswith("embedded:") and self.model not in EMBEDDED_LAYERS:
             raise ConfigError(f"{where}: field model={self.model!r} is not an embedded model; "
                               f"embedded: {', '.join(EMBEDDED_LAYERS)}, or a Hugging Face hub id")
-        try:
-            object.__setattr__(self, "strategies", tuple(Strategy.parse(s) for s in self.strategies))
-        except ConfigError as e:
-            raise ConfigError(f"{where}: field strategies: {e}") from None
-        for name in ("seeds", "strategies", "eval_collections"):
-            values = getattr(self, name)
-            if not values or len(set(values)) != len(values):
-                shown = [v if isinstance(v, int) else str(v) for v in values]
-                raise ConfigError(f"{where}: field {name}={shown!r} must be a non-empty list without repeats")
-        if min(self.seeds) < 0:
-            raise ConfigError(f"{where}: field seeds={list(self.seeds)!r}: seeds are integers >= 0")
+        self._check_runs(where)
         bad = [c for c in self.eval_collections if c not in COLLECTIONS]
         if bad:
             raise ConfigError(f"{where}: field eval_collections has unknown {bad}; allowed: {', '.join(COLLECTIONS)}")
@@ -119,6 +113,38 @@ class Profile:
             if s.trains and s.pairs_per_step(self.batch_size) > budget:
                 raise ConfigError(f"{where}: field budget_pairs={self.budget_pairs} is smaller than one step of "
                                   f"{s} ({s.pairs_per_step(self.batch_size)} pairs at batch_size {self.batch_size})")
+
+    def _check_runs(self, where: str) -> None:
+        """Parse the strategies; check the seeds and strategies (lists without repeats, extra seeds apart)."""
+        for name in ("strategies", "extra_seed_strategies"):
+            try:
+                object.__setattr__(self, name, tuple(Strategy.parse(s) for s in getattr(self, name)))
+            except ConfigError as e:
+                raise ConfigError(f"{where}: field {name}: {e}") from None
+        for name in ("seeds", "strategies", "eval_collections", "extra_seeds", "extra_seed_strategies"):
+            values = getattr(self, name)
+            required = not name.startswith("extra")
+            if (required and not values) or len(set(values)) != len(values):
+                shown = [v if isinstance(v, int) else str(v) for v in values]
+                raise ConfigError(f"{where}: field {name}={shown!r} must be a {'non-empty ' * required}list without repeats")
+        for name in ("seeds", "extra_seeds"):
+            if getattr(self, name) and min(getattr(self, name)) < 0:
+                raise ConfigError(f"{where}: field {name}={list(getattr(self, name))!r}: seeds are integers >= 0")
+        if set(self.seeds) & set(self.extra_seeds):
+            raise ConfigError(f"{where}: field extra_seeds={list(self.extra_seeds)!r} repeats some of seeds "
+                              f"{list(self.seeds)!r}")
+        odd = [str(s) for s in self.extra_seed_strategies if s not in self.strategies or not s.trains]
+        if odd or bool(self.extra_seeds) != bool(self.extra_seed_strategies):
+            raise ConfigError(f"{where}: field extra_seed_strategies: {odd or 'both or neither of extra_seeds and it'} "
+                              "must be trained strategies of field strategies, given with extra_seeds")
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        return self.seeds + self.extra_seeds
+
+    def seeds_of(self, strategy: Strategy) -> tuple[int, ...]:
+        """The seeds a strategy runs under: every seed for those of ``extra_seed_strategies``."""
+        return self.all_seeds if strategy in self.extra_seed_strategies else self.seeds
 
     def trained_with(self, strategy: Strategy) -> Profile:
         """The profile a strategy's run trains under: its ``budget``, ``lr`` and ``frozen`` options replace
@@ -148,8 +174,8 @@ class Profile:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def to_yaml(self) -> str:
-        data = {**{k: list(v) if isinstance(v, tuple) else v for k, v in self.fields().items()},
-                "strategies": [str(s) for s in self.strategies]}
+        data = {k: [x if isinstance(x, int) else str(x) for x in v] if isinstance(v, tuple) else v
+                for k, v in self.fields().items()}
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 

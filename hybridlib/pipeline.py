@@ -274,7 +274,7 @@ def select(profile: Profile, profile_file: Path, todo: list[Task], until: str | 
     if seeds is not None or strategies is not None:
         wanted = None if strategies is None else {str(Strategy.parse(s)) for s in strategies}
         unknown = sorted((wanted or set()) - {str(s) for s in profile.strategies}) + \
-            [str(s) for s in seeds or [] if s not in profile.seeds]
+            [str(s) for s in seeds or [] if s not in profile.all_seeds]
         if unknown:
             raise ConfigError(f"--seeds/--strategies: {', '.join(unknown)} not in profile {profile.name}")
         todo = [t for t in todo if t.notebook == "01_data.ipynb" or (
@@ -351,9 +351,9 @@ def progress(profile: str | Profile, runs_dir=None) -> pd.DataFrame:
                 cells[key] = "trained" if done else "-"
             elif done or key not in cells:
                 cells[key] = "done" if done else "-"
-    return pd.DataFrame([[cells.get((str(s), seed), "") for seed in profile.seeds] for s in profile.strategies],
+    return pd.DataFrame([[cells.get((str(s), seed), "") for seed in profile.all_seeds] for s in profile.strategies],
                         index=[str(s) for s in profile.strategies],
-                        columns=[f"seed {seed}" for seed in profile.seeds]).rename_axis("strategy")
+                        columns=[f"seed {seed}" for seed in profile.all_seeds]).rename_axis("strategy")
 
 
 def estimate(profile, runs_dir, names: list[str], reference: Path | None = None) -> str:

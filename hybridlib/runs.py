@@ -201,9 +201,10 @@ def run_config(profile: Profile, strategy: Strategy, seed: int) -> dict:
 
 
 def evaluated_runs(profile: Profile) -> list[tuple[Strategy, int]]:
-    """Every (strategy, seed) the profile evaluates, in execution order: a trained strategy under every
-    seed, an untrained one (zero-shot, BM25: deterministic) once, under the first seed."""
-    return [(s, seed) for seed in profile.seeds for s in profile.strategies if s.trains or seed == profile.seeds[0]]
+    """Every (strategy, seed) the profile evaluates, in execution order: a trained strategy under each of its
+    seeds (``Profile.seeds_of``), an untrained one (zero-shot, BM25: deterministic) once, under the first seed."""
+    return [(s, seed) for seed in profile.all_seeds for s in profile.strategies
+            if seed in profile.seeds_of(s) and (s.trains or seed == profile.seeds[0])]
 
 
 def tasks(profile: Profile, runs_dir: Path, profile_file: Path, notebooks: Path, data_dir: str = "") -> list[Task]:

@@ -9,6 +9,7 @@ import torch
 
 from hybridlib import analysis, compare
 from hybridlib.losses import info_nce
+from hybridlib.strategy import Strategy
 
 
 def test_alpha_sweep_places_xy_at_zero_and_xx_at_one_in_the_profiles_own_regime():
@@ -182,12 +183,21 @@ def test_option_effect_pairs_each_run_with_the_same_strategy_and_seed_without_th
 
 
 def test_coverage_counts_trained_runs_per_seed_until_the_study_is_complete():
+    xx, xy, zero = Strategy("xx"), Strategy("xy"), Strategy("zero-shot")
+    expected = [(zero, 0), (xx, 0), (xy, 0), (xx, 1), (xy, 1)]
     results = pd.DataFrame({"strategy": ["zero-shot", "xx", "xx", "xy", "xx", "xx"], "seed": [0, 0, 0, 0, 1, 1],
                             "run": ["zero-shot-s0", "xx-s0", "xx-s0", "xy-s0", "xx-s1", "xx-s1"]})
-    assert analysis.coverage(results, 2, 5) == ("as it stands, 4 of 5 runs committed (seed 0 complete; seed 1: 1 of 2 "
-                                                "trained runs); the figures below move as the rest land")
+    assert analysis.coverage(results, expected) == ("as it stands, 4 of 5 runs committed (seed 0 complete; seed 1: 1 "
+                                                    "of 2 trained runs); the figures below move as the rest land")
     complete = pd.concat([results, pd.DataFrame({"strategy": ["xy"], "seed": [1], "run": ["xy-s1"]})])
-    assert analysis.coverage(complete, 2, 5) == "all 5 runs committed, 2 seeds per trained strategy"
+    assert analysis.coverage(complete, expected) == "all 5 runs committed, 2 seeds per trained strategy"
+    # extra seeds for xx only: seed 2 expects one trained run
+    more = pd.concat([complete, pd.DataFrame({"strategy": ["xx"], "seed": [2], "run": ["xx-s2"]})])
+    assert analysis.coverage(more, [*expected, (xx, 2)]) == ("all 6 runs committed, 3 seeds for 1 trained strategy, "
+                                                             "2 for 1")
+    assert analysis.coverage(complete, [*expected, (xx, 2), (xx, 3)]) == (
+        "as it stands, 5 of 7 runs committed (seed 0 complete; seed 1 complete; seed 2: 0 of 1 trained runs; seed 3: 0 of 1 "
+        "trained runs); the figures below move as the rest land")
 
 
 def test_glue_records_text_and_tables_for_other_pages_under_myst_nbs_protocol(monkeypatch):

@@ -79,6 +79,13 @@ BAD_FIELDS = {  # case -> (YAML, message)
     "absolute path as name": ("name: /tmp/x\n", r"field name='/tmp/x' must be letters"),
     "not a mapping": ("- a\n- b\n", "expected a mapping of fields, got list"),
     "not YAML": ("batch_size: [\n", "not valid YAML"),
+    "extra seed among seeds": ("seeds: [0, 1]\nstrategies: [xx]\nextra_seeds: [1, 2]\nextra_seed_strategies: [xx]\n",
+                               r"field extra_seeds=\[1, 2\] repeats some of seeds \[0, 1\]"),
+    "extra seeds for an arm not run": ("strategies: [xx]\nextra_seeds: [5]\nextra_seed_strategies: [xy]\n",
+                                       r"field extra_seed_strategies: \['xy'\] must be trained strategies"),
+    "extra seeds for an untrained arm": ("strategies: [bm25, xx]\nextra_seeds: [5]\nextra_seed_strategies: [bm25]\n",
+                                         r"field extra_seed_strategies: \['bm25'\] must be trained strategies"),
+    "extra seeds for no arm": ("strategies: [xx]\nextra_seeds: [5]\n", "both or neither of extra_seeds and it"),
     "a field written twice": ("lr: 1e-4\nseeds: [0]\nlr: 2e-4\n", r"field lr is given twice \(lines 1 and 3\)"),
 }
 
@@ -90,6 +97,16 @@ def test_bad_profile_field_is_refused_naming_file_field_and_value(tmp_path, case
     with pytest.raises(ConfigError, match=message) as err:
         load_profile(path)
     assert path in str(err.value)
+
+
+def test_extra_seeds_run_only_the_strategies_that_ask_for_them(tmp_path):
+    from hybridlib.runs import evaluated_runs
+    p = load_profile(write(tmp_path, "seeds: [0, 1]\nstrategies: [bm25, xx, xy]\nextra_seeds: [7]\n"
+                                     "extra_seed_strategies: [xy]\nbatch_size: 4\nbudget_pairs: 8\n"))
+    assert p.all_seeds == (0, 1, 7) and p.seeds_of(Strategy("xy")) == (0, 1, 7) and p.seeds_of(Strategy("xx")) == (0, 1)
+    assert [(str(s), seed) for s, seed in evaluated_runs(p)] == [("bm25", 0), ("xx", 0), ("xy", 0), ("xx", 1),
+                                                                  ("xy", 1), ("xy", 7)]
+    assert load_profile(write(tmp_path, p.to_yaml())) == p  # the resolved file reads back
 
 
 def test_a_yaml_file_named_like_a_builtin_profile_is_that_file(tmp_path, monkeypatch):
@@ -301,8 +318,9 @@ def test_the_study_profile_holds_the_powered_design(tmp_path, capsys):
     assert main(["run", "--profile", "study", "--runs-dir", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "02_train.ipynb -> pcgrad-budget2-s4" in out and "03_evaluate.ipynb -> zero-shot-s1" not in out
-    assert re.search(r"286 task\(s\) would run, 140 of them training; about [\d.]+ hours", out)
-    assert "0 of 142 runs done (trained and evaluated)" in out
+    assert re.search(r"386 task\(s\) would run, 190 of them training; about [\d.]+ hours", out)
+    assert "0 of 192 runs done (trained and evaluated)" in out
+    assert "02_train.ipynb -> mgda-s9" in out and "02_train.ipynb -> pcgrad-s5" not in out  # 10 seeds for some arms
 
 
 @pytest.mark.parametrize("name", ["cpu", "study", "pilot"])
