@@ -527,9 +527,10 @@ def test_progress_shows_each_run_as_done_trained_or_to_run(runs):
 def test_progress_of_a_study_not_started(tmp_path):
     from hybridlib.pipeline import progress
     empty = progress("study", tmp_path)  # nothing run; the untrained baselines are evaluated under seed 0 only
-    assert list(empty.columns) == [f"seed {s}" for s in range(5)] and len(empty) == 30
-    assert empty.loc["zero-shot"].tolist() == ["-", "", "", "", ""]
-    assert (empty.loc["pcgrad(budget=2)"] == "-").all()
+    assert list(empty.columns) == [f"seed {s}" for s in range(10)] and len(empty) == 30
+    assert empty.loc["zero-shot"].tolist() == ["-"] + [""] * 9
+    assert empty.loc["pcgrad(budget=2)"].tolist() == ["-"] * 5 + [""] * 5  # 5 seeds
+    assert (empty.loc["mgda"] == "-").all()  # one of the arms with seeds 5-9
 
 
 def two_seeds(profile_dir, out):
