@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import conflict
 from .compare import QUESTIONS, number, plain
 from .data import MLQA_LANGS
 from .stages import RunDir
@@ -76,45 +77,6 @@ def rank_distance_tail(per_query: pd.DataFrame, collection: str = "xquad-r", wor
                           f"share of the sum in the worst {worst:.0%}": v[len(v) - k:].sum() / v.sum() if v.sum() else 0.0})
     table = d.groupby("strategy")["rank_distance"].apply(tail).unstack()
     return table.reindex(order(table.index))
-
-
-def conflict(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
-    """Per strategy, after the warm-up (the first ``warmup`` share of each run's steps, the first probe
-    included, where the gradients of a fresh model still agree): measurements of the mono/cross gradient
-    cosine, their mean, and the share below zero (the two objectives pulling the weights apart); beside them,
-    where the log has the probes, the noise floor: the cosine between two independent monolingual batches and
-    between two cross-lingual ones, mean and share below zero. A mono/cross cosine is evidence of conflict only
-    below that floor."""
-    logs = after_warmup(logs, warmup)
-    c = logs.dropna(subset=["cosine"])
-    table = c.groupby("strategy")["cosine"].agg(measurements="size", mean="mean",
-                                                conflict_share=lambda x: float((x < 0).mean()))
-    for floor in ("cosine_mono_mono", "cosine_cross_cross"):
-        if floor in logs:
-            f = logs.dropna(subset=[floor]).groupby("strategy")[floor]
-            table[f"{floor} (floor)"] = f.mean()
-            table[f"{floor} < 0"] = f.agg(lambda x: float((x < 0).mean()))
-    return table.reindex(order(table.index))
-
-
-def after_warmup(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
-    """The log rows past the first ``warmup`` share of each run's steps."""
-    return logs[logs.step > warmup * logs.groupby("run").step.transform("max")]
-
-
-def floor_sentence(logs: pd.DataFrame) -> str:
-    """:func:`conflict` over every strategy's probes in one sentence: the mono/cross cosine against the two
-    same-kind floors, means and shares below zero, e.g. 'after warm-up the monolingual and the cross-lingual
-    gradient meet at a cosine of .014 (36% below zero); two monolingual batches at .014 (38%), two
-    cross-lingual at .017 (34%)'."""
-    if "cosine_mono_mono" not in logs:
-        return "not measured"
-    probes = after_warmup(logs).dropna(subset=["cosine_mono_mono"])
-    if probes.empty:
-        return "not measured"
-    part = lambda col: f"{number('', probes[col].mean())} ({(probes[col].dropna() < 0).mean():.0%} below zero)"  # noqa: E731
-    return (f"after warm-up the monolingual and the cross-lingual gradient meet at a cosine of {part('probe_cosine')}; "
-            f"two monolingual batches at {part('cosine_mono_mono')}, two cross-lingual at {part('cosine_cross_cross')}")
 
 
 MACHINE_RECORDS = {"02 train": RunDir.TRAIN_SUMMARY, "03 evaluate": RunDir.EVAL_META}  # notebook -> its machine record
@@ -401,17 +363,6 @@ def option_effect(sums: dict, option: str) -> str:
     return f"at most {' and '.join(parts)}, over {rows.run.nunique()} pairs of runs"
 
 
-def agreement(logs: pd.DataFrame) -> str:
-    """The share of steps at which the monolingual and the cross-lingual gradient agree (positive cosine), as a
-    range over the mixing methods, which measure it at every step (:func:`conflict`), e.g. '69-75%'."""
-    shares = 1 - conflict(logs).conflict_share
-    shares = shares[[Strategy.parse(s).mixing for s in shares.index]]
-    if shares.empty:
-        return "not measured"
-    lo, hi = f"{shares.min():.0%}", f"{shares.max():.0%}"
-    return lo if lo == hi else f"{lo[:-1]}-{hi}"
-
-
 def by_regime(verdicts: pd.DataFrame, question: str) -> str:
     """The outcome (:func:`outcomes`) of each comparison of ``question`` in every regime it was run in (the
     questions named ``question``, then a regime in brackets), e.g. 'the profile's own regime: xx vs xy better on
@@ -438,7 +389,7 @@ def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, li
     its runs asks is named once, at the end, not listed as 'not run'). The conflict clause only where the
     trainer probed the same-kind floor."""
     asked = [q for q in ANSWERED if len(verdicts) and (verdicts.question == QUESTIONS[q]).any()]
-    floor = floor_sentence(logs)
+    floor, above = conflict.sentence(logs), conflict.above_floor(logs)
     steps = profile.steps(Strategy.parse("hybrid(0.5)"))
     text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
             f"{profile.batch_size})")
@@ -446,9 +397,12 @@ def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, li
         text += f", hybrid batches and gradient mixing end close at equal pairs: {span(verdicts, QUESTIONS['pairs'])}."
     else:
         text += ": no pair of its runs compares hybrid batches with gradient mixing."
-    if floor != "not measured":
+    if above is False:
         text += (f" In this regime the two objectives conflict no more than two batches of one kind do: {floor}. "
                  "The mixing methods have little to act on here; a regime with more room may tell them apart.")
+    elif above:
+        text += (f" In this regime the two objectives conflict more than two batches of one kind do: {floor}; "
+                 "here the mixing methods act on more than batch noise.")
     bullets = [f"**{QUESTIONS[q]}**: {span(verdicts, QUESTIONS[q])}." for q in asked]
     others = [QUESTIONS[q] for q in ANSWERED if q not in asked]
     if others:

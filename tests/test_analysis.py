@@ -55,21 +55,6 @@ def test_seen_unseen_macro_averages_views_then_languages():
     assert t.loc["xx", ("cross", "seen")] == pytest.approx(0.3)
 
 
-def test_conflict_share_counts_negative_cosines_after_warm_up_beside_the_floor():
-    logs = pd.DataFrame({"strategy": ["sum"] * 5 + ["xx"] * 4, "run": ["sum-s0"] * 5 + ["xx-s0"] * 4,
-                         "step": [1, 2, 3, 4, 10, 1, 2, 3, 10],  # step 1 of each run is warm-up (<= 10% of 10)
-                         "cosine": [0.9, 0.1, -0.2, -0.1, np.nan, 0.9, 0.3, 0.2, -0.5],
-                         "cosine_mono_mono": [0.8, np.nan, np.nan, 0.2, -0.1, 0.8, np.nan, -0.3, 0.1]})
-    t = analysis.conflict(logs)
-    assert t.loc["xx"].tolist() == pytest.approx([3, 0.0, 1 / 3, -0.1, 0.5])
-    assert t.loc["sum"].tolist() == pytest.approx([3, -0.2 / 3, 2 / 3, 0.05, 0.5])
-    assert t.index.tolist() == ["xx", "sum"]  # display order: samplers before mixing
-    probes = logs.assign(probe_cosine=logs.cosine, cosine_cross_cross=logs.cosine_mono_mono)
-    assert analysis.floor_sentence(probes) == (
-        "after warm-up the monolingual and the cross-lingual gradient meet at a cosine of -.133 (67% below zero); "
-        "two monolingual batches at -.025 (50% below zero), two cross-lingual at -.025 (50% below zero)")
-
-
 def test_notebook_durations_read_papermill_metadata_and_the_machine_each_run_records(tmp_path):
     for rel, seconds in (("xx-s0/02_train.ipynb", 5400.0), ("xx-s0/03_evaluate.ipynb", 1800.0),
                          ("xy-s0/02_train.ipynb", 3600.0), ("05_compare.ipynb", 360.0), ("06_performance.ipynb", None)):
@@ -162,11 +147,6 @@ def test_training_effect_seed_spread_and_agreement_by_hand():
     assert analysis.seed_spread(intervals[intervals.figure == "XQuAD-R multi mAP"]) == (
         "over 2 strategies with 2 or more seeds, a standard deviation of up to .004 in mAP or MRR@10 (median .003)")
     assert analysis.seed_spread(intervals.assign(seeds=1)) == "not measured: one seed per strategy"
-    logs = pd.DataFrame({"strategy": ["sum"] * 4 + ["pcgrad"] * 4 + ["xx"] * 2,  # xx: probes only, not counted
-                         "cosine": [0.1, 0.2, 0.3, -0.1, 0.1, -0.2, 0.3, -0.1, -0.5, -0.5]})
-    logs = logs.assign(run=logs.strategy + "-s0", step=[2, 3, 4, 5, 2, 3, 4, 5, 2, 3])  # all past the warm-up
-    assert analysis.agreement(logs) == "50-75%"
-    assert analysis.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
 
 
 def test_option_effect_pairs_each_run_with_the_same_strategy_and_seed_without_the_option():
