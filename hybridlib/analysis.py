@@ -401,8 +401,11 @@ def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, li
         text += (f" In this regime the two objectives conflict no more than two batches of one kind do: {floor}. "
                  "The mixing methods have little to act on here; a regime with more room may tell them apart.")
     elif above:
-        text += (f" In this regime the two objectives conflict more than two batches of one kind do: {floor}; "
-                 "here the mixing methods act on more than batch noise.")
+        text += (f" In this regime the monolingual and the cross-lingual gradient agree less than two batches of one "
+                 f"kind do: {floor}; the two objectives differ by more than batch noise.")
+    if len(logs) and "pcgrad" in set(logs.strategy) and conflict.table(logs, warmup=0).loc["pcgrad", "conflict_share"] == 0:
+        text += (" PCGrad, which projects only where the cosine is negative, never projected: its updates were "
+                 "the plain sum's.")
     bullets = [f"**{QUESTIONS[q]}**: {span(verdicts, QUESTIONS[q])}." for q in asked]
     others = [QUESTIONS[q] for q in ANSWERED if q not in asked]
     if others:

@@ -66,7 +66,13 @@ def test_the_sentence_and_the_answer_follow_the_gap():
         "less the mono/cross cosine +.030 [+.019, +.041] over 6 probes")  # gaps .05 .03 .03 .01 .04 .02
     profile = Profile("t", batch_size=32, budget_pairs=3072, strategies=("sum",))
     text, _ = analysis.answer(profile, pd.DataFrame(), logs)
-    assert "the two objectives conflict more than two batches of one kind do" in text
+    assert "gradient agree less than two batches of one kind do" in text and "PCGrad" not in text
+    pcgrad = pd.concat([logs, logs.assign(strategy="pcgrad", run=logs.run.str.replace("sum", "pcgrad"))])
+    assert "PCGrad, which projects only where the cosine is negative, never projected" not in analysis.answer(
+        profile, pd.DataFrame(), pcgrad)[0]  # one step at -.2: it did
+    positive = pcgrad.assign(cosine=pcgrad.cosine.abs())
+    assert analysis.answer(profile, pd.DataFrame(), positive)[0].endswith(
+        "PCGrad, which projects only where the cosine is negative, never projected: its updates were the plain sum's.")
     level = logs.assign(probe_cosine=(logs.cosine_mono_mono + logs.cosine_cross_cross) / 2)
     assert "conflict no more than two batches of one kind do" in analysis.answer(profile, pd.DataFrame(), level)[0]
 
