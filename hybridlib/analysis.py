@@ -378,6 +378,8 @@ def claims_summary(claims: pd.DataFrame) -> str:
     """How the paper's claims that were tested came out (:func:`~hybridlib.compare.claims`' table), e.g.
     'of 9 tested, 6 inconclusive, 2 supported, 1 contradicted'."""
     tested = claims[~claims.verdict.isin(["not testable offline", "not run"])]
+    if tested.empty:
+        return "none tested: no pair of this profile's runs asks one"
     return f"of {len(tested)} tested, {', '.join(f'{n} {w}' for w, n in tested.verdict.value_counts().items())}"
 
 

@@ -300,3 +300,9 @@ def test_the_answer_lists_only_the_questions_the_runs_ask():
                           "X-Y (the `study` profile asks them).")
     text, bullets = analysis.answer(profile, verdicts.iloc[:0], pd.DataFrame())
     assert text.endswith(": no pair of its runs compares hybrid batches with gradient mixing.") and len(bullets) == 1
+
+
+def test_claims_summary_counts_the_tested_claims_and_says_when_none_was():
+    claims = pd.DataFrame({"verdict": ["supported", "inconclusive", "inconclusive", "not run", "not testable offline"]})
+    assert analysis.claims_summary(claims) == "of 3 tested, 2 inconclusive, 1 supported"
+    assert analysis.claims_summary(claims.iloc[3:]) == "none tested: no pair of this profile's runs asks one"
