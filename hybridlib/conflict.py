@@ -79,15 +79,29 @@ def by_third(logs: pd.DataFrame) -> pd.DataFrame:
     return out.reindex(pd.MultiIndex.from_product([sort(p.strategy.unique()), THIRDS])).dropna(how="all")
 
 
-def gap(logs: pd.DataFrame) -> tuple[float, float, float, int]:
+def gap(logs: pd.DataFrame, warmup: float = 0.1) -> tuple[float, float, float, int]:
     """The mean gap over the probes after warm-up and its 95% interval (normal, the probes taken as
     independent: each draws fresh batches, and batch noise is what the floor measures), and the probes
     counted."""
-    g = after_warmup(probes(logs)).gap.to_numpy()
+    g = after_warmup(probes(logs), warmup).gap.to_numpy()
     if len(g) < 2:
         return float(np.mean(g)) if len(g) else np.nan, np.nan, np.nan, len(g)
     half = 1.96 * g.std(ddof=1) / np.sqrt(len(g))
     return float(g.mean()), float(g.mean() - half), float(g.mean() + half), len(g)
+
+
+def by_regime(logs: pd.DataFrame) -> pd.DataFrame:
+    """The probes after warm-up in each regime the runs trained in (their strategies' run options, e.g.
+    'budget=4.1'; 'own' for the profile's own): the mean of each cosine, the gap with its 95% interval
+    (:func:`gap`) and the probes counted."""
+    label = lambda s: ", ".join(f"{k}={v:g}" for k, v in Strategy.parse(s).run_options.items()) or "own"  # noqa: E731
+    p = after_warmup(probes(logs))
+    rows = []
+    for regime, d in p.groupby(p.strategy.map(label), sort=False):
+        mean, lo, hi, n = gap(d, warmup=0)
+        rows.append({"regime": regime, **{PAIRS[c]: d[c].mean() for c in PAIRS}, "gap": mean, "gap lo": lo,
+                     "gap hi": hi, "probes": n})
+    return pd.DataFrame(rows, columns=["regime", *PAIRS.values(), "gap", "gap lo", "gap hi", "probes"])
 
 
 def sentence(logs: pd.DataFrame) -> str:

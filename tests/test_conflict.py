@@ -83,3 +83,15 @@ def test_agreement_ranges_over_the_mixing_methods_only():
     logs = logs.assign(run=logs.strategy + "-s0", step=[2, 3, 4, 5, 2, 3, 4, 5, 2, 3])  # all past the warm-up
     assert conflict.agreement(logs) == "50-75%"
     assert conflict.agreement(logs[logs.strategy != "pcgrad"]) == "75%"
+
+
+def test_by_regime_splits_the_gap_by_the_strategies_run_options():
+    logs = probe_logs()
+    longer = logs.assign(strategy="sum(budget=4.1)", run=logs.run.str.replace("sum", "sum-budget4.1"),
+                         probe_cosine=logs.probe_cosine - 0.01)  # .01 lower: the gap .01 wider
+    t = conflict.by_regime(pd.concat([logs, longer])).set_index("regime")
+    assert t.index.tolist() == ["own", "budget=4.1"] and t.probes.tolist() == [6, 6]
+    assert t.loc["own", "gap"] == pytest.approx(conflict.gap(logs)[0]) == pytest.approx(0.03)
+    assert t.loc["budget=4.1", "gap"] == pytest.approx(0.04)
+    assert t.loc["own", ["gap lo", "gap hi"]].tolist() == pytest.approx(list(conflict.gap(logs)[1:3]))
+    assert t.loc["own", "mono vs mono"] == pytest.approx((0.20 + 0.10 + 0.08) / 3)
