@@ -219,8 +219,17 @@ def coverage(results: pd.DataFrame, expected: list[tuple[Strategy, int]]) -> str
         return f"all {runs} runs committed, " + ", ".join(
             f"{plural(n, 'seed')} for {plural(k, 'trained strateg', 'y', 'ies')}" if i == 0 else f"{n} for {k}"
             for i, (n, k) in enumerate(seeds.items()))
-    seeds = "; ".join(f"seed {seed} complete" if done.get(seed, 0) == n else
-                      f"seed {seed}: {done.get(seed, 0)} of {n} trained runs" for seed, n in per_seed.sort_index().items())
+    status = {seed: "complete" if done.get(seed, 0) == n else f"{done.get(seed, 0)} of {n} trained runs"
+              for seed, n in per_seed.sort_index().items()}
+    groups: list[list[int]] = []  # consecutive seeds of one status, e.g. 'seeds 5-9: 0 of 10 trained runs each'
+    for seed in status:
+        if groups and status[groups[-1][-1]] == status[seed] and groups[-1][-1] + 1 == seed:
+            groups[-1].append(seed)
+        else:
+            groups.append([seed])
+    named = lambda g: f"seed {g[0]}" if len(g) == 1 else f"seeds {g[0]}-{g[-1]}"  # noqa: E731
+    seeds = "; ".join(f"{named(g)} complete" if status[g[0]] == "complete" else
+                      f"{named(g)}: {status[g[0]]}{' each' * (len(g) > 1)}" for g in groups)
     return f"as it stands, {runs} of {len(expected)} runs committed ({seeds}); the figures below move as the rest land"
 
 

@@ -176,8 +176,8 @@ def test_coverage_counts_trained_runs_per_seed_until_the_study_is_complete():
     assert analysis.coverage(more, [*expected, (xx, 2)]) == ("all 6 runs committed, 3 seeds for 1 trained strategy, "
                                                              "2 for 1")
     assert analysis.coverage(complete, [*expected, (xx, 2), (xx, 3)]) == (
-        "as it stands, 5 of 7 runs committed (seed 0 complete; seed 1 complete; seed 2: 0 of 1 trained runs; seed 3: 0 of 1 "
-        "trained runs); the figures below move as the rest land")
+        "as it stands, 5 of 7 runs committed (seeds 0-1 complete; seeds 2-3: 0 of 1 trained runs each); the figures "
+        "below move as the rest land")
 
 
 def test_glue_records_text_and_tables_for_other_pages_under_myst_nbs_protocol(monkeypatch):
