@@ -101,7 +101,8 @@ def by_regime(logs: pd.DataFrame) -> pd.DataFrame:
         mean, lo, hi, n = gap(d, warmup=0)
         rows.append({"regime": regime, **{PAIRS[c]: d[c].mean() for c in PAIRS}, "gap": mean, "gap lo": lo,
                      "gap hi": hi, "probes": n})
-    return pd.DataFrame(rows, columns=["regime", *PAIRS.values(), "gap", "gap lo", "gap hi", "probes"])
+    out = pd.DataFrame(rows, columns=["regime", *PAIRS.values(), "gap", "gap lo", "gap hi", "probes"])
+    return out.sort_values("regime", key=lambda r: r != "own", kind="stable").reset_index(drop=True)
 
 
 def sentence(logs: pd.DataFrame) -> str:

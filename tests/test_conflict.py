@@ -89,7 +89,7 @@ def test_by_regime_splits_the_gap_by_the_strategies_run_options():
     logs = probe_logs()
     longer = logs.assign(strategy="sum(budget=4.1)", run=logs.run.str.replace("sum", "sum-budget4.1"),
                          probe_cosine=logs.probe_cosine - 0.01)  # .01 lower: the gap .01 wider
-    t = conflict.by_regime(pd.concat([logs, longer])).set_index("regime")
+    t = conflict.by_regime(pd.concat([longer, logs])).set_index("regime")  # the profile's own first
     assert t.index.tolist() == ["own", "budget=4.1"] and t.probes.tolist() == [6, 6]
     assert t.loc["own", "gap"] == pytest.approx(conflict.gap(logs)[0]) == pytest.approx(0.03)
     assert t.loc["budget=4.1", "gap"] == pytest.approx(0.04)
