@@ -181,3 +181,25 @@ def test_collecting_the_figures_columns_as_categories_gives_the_same_sums():
         for s in a[label]:
             for x, y in zip(a[label][s], b[label][s]):
                 np.testing.assert_array_equal(x, y)
+
+
+def test_arms_with_more_seeds_pair_on_the_seeds_both_ran():
+    """hybrid(0.5) and xx ran seeds 0-9, sum seeds 0-4 (a profile's extra_seeds): hybrid vs sum uses seeds 0-4,
+    hybrid vs xx all ten; each arm's own interval uses all of its seeds. Seed s adds s/1000 to xx only."""
+    rng = np.random.default_rng(0)
+    n, frames = 200, []
+    base = rng.normal(0.6, 0.15, n)
+    for strategy, seeds in (("hybrid(0.5)", range(10)), ("xx", range(10)), ("sum", range(5))):
+        for seed in seeds:
+            values = base + (seed / 1000 if strategy == "xx" else 0.0)
+            frames.append(pd.DataFrame({"collection": "xquad-r", "setting": "mono", "qlang": "en", "plang": "en",
+                                        "query": np.arange(n), "group": np.arange(n), "map": values,
+                                        "strategy": strategy, "seed": seed}))
+    pq = pd.concat(frames)
+    figures = {"XQuAD-R mono mAP": ("xquad-r", "mono", "map")}
+    table = compare.verdicts(pq, [("hybrid(0.5)", "sum"), ("hybrid(0.5)", "xx")], figures, {"map": 0.01}).set_index("b")
+    assert table.loc["sum", "seeds"] == 5 and table.loc["xx", "seeds"] == 10
+    assert table.loc["sum", "diff"] == pytest.approx(0.0, abs=1e-12)
+    assert table.loc["xx", "diff"] == pytest.approx(-0.0045)  # -(0 + 1 + ... + 9) / 10 / 1000
+    intervals = compare.seed_intervals(pq, figures, n_boot=50).set_index("strategy")
+    assert intervals.seeds.to_dict() == {"hybrid(0.5)": 10, "sum": 5, "xx": 10}
