@@ -80,9 +80,15 @@ def by_third(logs: pd.DataFrame) -> pd.DataFrame:
 
 
 def gap(logs: pd.DataFrame) -> tuple[float, float, float, int]:
-    """The mean gap over the probes after warm-up and its 95% interval (:func:`mean_interval`), and the probes
-    counted."""
-    return mean_interval(after_warmup(probes(logs)).gap.to_numpy())
+    """The mean gap over the distinct probes after warm-up and its 95% interval (:func:`mean_interval`), and
+    the probes counted."""
+    return mean_interval(distinct(after_warmup(probes(logs))).gap.to_numpy())
+
+
+def distinct(p: pd.DataFrame) -> pd.DataFrame:
+    """The probes, each measurement once: a run that repeats another bit for bit (PCGrad that never
+    projected repeats the plain sum's run of its seed) adds no evidence."""
+    return p.drop_duplicates(subset=["step", *PAIRS])
 
 
 def mean_interval(g: np.ndarray) -> tuple[float, float, float, int]:
@@ -99,7 +105,7 @@ def by_regime(logs: pd.DataFrame) -> pd.DataFrame:
     'budget=4.1'; 'own' for the profile's own): the mean of each cosine, the gap with its 95% interval
     (:func:`gap`) and the probes counted."""
     label = lambda s: ", ".join(f"{k}={v:g}" for k, v in Strategy.parse(s).run_options.items()) or "own"  # noqa: E731
-    p = after_warmup(probes(logs))
+    p = distinct(after_warmup(probes(logs)))
     rows = []
     for regime, d in p.groupby(p.strategy.map(label), sort=False):
         mean, lo, hi, n = mean_interval(d.gap.to_numpy())
@@ -114,7 +120,7 @@ def sentence(logs: pd.DataFrame) -> str:
     and the cross-lingual gradient meet at a cosine of .021 (35% below zero); two monolingual batches at .023
     (34% below zero), two cross-lingual at .022 (33% below zero); the floor less the mono/cross cosine +.001
     [-.001, +.004] over 1235 probes'."""
-    p = after_warmup(probes(logs))
+    p = distinct(after_warmup(probes(logs)))
     if p.empty:
         return "not measured"
     part = lambda col: f"{number('', p[col].mean())} ({(p[col] < 0).mean():.0%} below zero)"  # noqa: E731

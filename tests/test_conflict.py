@@ -51,7 +51,9 @@ def test_the_gap_decides_above_the_floor_only_beyond_its_margin():
     assert conflict.above_floor(logs) is True  # gap .030 [.019, .041], above the margin .01
     assert conflict.above_floor(logs, margin=0.05) is False  # within +-.05: no more than batch noise
     assert conflict.above_floor(logs, margin=0.035) is None  # above zero, but its mean within the margin
-    level = logs.assign(probe_cosine=(logs.cosine_mono_mono + logs.cosine_cross_cross) / 2)
+    lift = np.where(logs.run == "sum-s1", 0.01, 0.0)  # seed 1's cosines all .01 higher: distinct probes
+    level = logs.assign(cosine_mono_mono=logs.cosine_mono_mono + lift, cosine_cross_cross=logs.cosine_cross_cross + lift)
+    level = level.assign(probe_cosine=(level.cosine_mono_mono + level.cosine_cross_cross) / 2)
     assert conflict.above_floor(level) is False and conflict.gap(level)[0] == pytest.approx(0)
     assert conflict.above_floor(logs.drop(columns=["cosine_mono_mono"])) is None
     assert conflict.sentence(level).endswith("; the floor less the mono/cross cosine .000 [.000, .000] over 6 probes")
@@ -68,6 +70,7 @@ def test_the_sentence_and_the_answer_follow_the_gap():
     text, _ = analysis.answer(profile, pd.DataFrame(), logs)
     assert "gradient agree less than two batches of one kind do" in text and "PCGrad" not in text
     pcgrad = pd.concat([logs, logs.assign(strategy="pcgrad", run=logs.run.str.replace("sum", "pcgrad"))])
+    assert conflict.gap(pcgrad) == conflict.gap(logs)  # a run repeated bit for bit counts once
     assert "PCGrad, which projects only where the cosine is negative, never projected" not in analysis.answer(
         profile, pd.DataFrame(), pcgrad)[0]  # one step at -.2: it did
     positive = pcgrad.assign(cosine=pcgrad.cosine.abs())
