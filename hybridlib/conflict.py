@@ -17,7 +17,7 @@ from .strategy import Strategy, sort
 
 PAIRS = {"probe_cosine": "mono vs cross", "cosine_mono_mono": "mono vs mono", "cosine_cross_cross": "cross vs cross"}
 THIRDS = ("first third", "second third", "last third")
-MARGIN = 0.01  # a gap within +-.01 is no conflict beyond batch noise (the floor of two batches of 32 is about .015)
+MARGIN = 0.01  # a gap within +-.01 is no conflict beyond batch noise (the study measured floors of .022-.023 at batch 32)
 
 
 def after_warmup(logs: pd.DataFrame, warmup: float = 0.1) -> pd.DataFrame:
