@@ -385,8 +385,8 @@ def by_regime(verdicts: pd.DataFrame, question: str) -> str:
 
 def control_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     """How far each regime pulls X-X and X-Y training apart: per regime the positive control ran in, the seeds
-    it pairs, X-X less X-Y on every headline figure (mean over seeds, verdict or not), and the *widest* of the
-    mAP / MRR@10 differences, what a regime offers the methods to differ by."""
+    it pairs, X-X less X-Y on every headline figure (mean over seeds, verdict or not; '-' where a regime lacks
+    the figure), and the *widest* of the mAP / MRR@10 differences, what a regime offers the methods to differ by."""
     question = QUESTIONS["control"]
     rows = []
     for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
@@ -394,7 +394,7 @@ def control_table(verdicts: pd.DataFrame) -> pd.DataFrame:
         rows.append({"regime": q[len(question):].strip(" ()") or "own", "seeds": int(v.seeds.min()),
                      **{short_label(r.figure): number(r.figure, r.diff, signed=True) for r in v.itertuples()},
                      "widest": number("", scores["diff"].abs().max())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("-")
 
 
 def claims_summary(claims: pd.DataFrame) -> str:
