@@ -157,6 +157,14 @@ def headline_cells(table: pd.DataFrame, figures) -> pd.DataFrame:
     return pd.DataFrame(out, index=table.index)
 
 
+def by_collection(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with its figure columns ('XQuAD-R mono') under one header per collection, the others
+    ('regime') under a blank one: narrow columns that do not wrap."""
+    out = table.copy()
+    out.columns = pd.MultiIndex.from_tuples([tuple(c.split(" ", 1)) if " " in c else ("", c) for c in table.columns])
+    return out
+
+
 def comparison(a: str, b: str) -> str:
     """A comparison's row label, without the run options its question already names."""
     return f"{plain(a)} vs {plain(b)}"

@@ -120,6 +120,8 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
     assert span.to_dict("records") == [
         {"regime": "own", "seeds": 4, "XQuAD-R mono": "+.025", "XQuAD-R cross": "-.005", "widest": ".025"},
         {"regime": "budget=4.1", "seeds": 2, "XQuAD-R mono": "+.001", "XQuAD-R cross": "-", "widest": ".001"}]
+    assert analysis.by_collection(span).columns.tolist() == [  # one header per collection, the rest blank
+        ("", "regime"), ("", "seeds"), ("XQuAD-R", "mono"), ("XQuAD-R", "cross"), ("", "widest")]
 
 
 def test_more_seeds_sorts_the_inconclusive_comparisons_by_what_more_seeds_would_make_of_them():
