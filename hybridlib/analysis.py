@@ -384,22 +384,27 @@ def by_regime(verdicts: pd.DataFrame, question: str) -> str:
     """The outcome (:func:`outcomes`) of each comparison of ``question`` in every regime it was run in (the
     questions named ``question``, then a regime in brackets), e.g. 'the profile's own regime: xx vs xy better on
     XQuAD-R mono +.025; budget=4.1: xx vs xy better on XQuAD-R mono +.012, worse on XQuAD-R cross -.007'."""
-    parts = []
-    for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
-        regime = q[len(question):].strip(" ()") or "the profile's own regime"
-        parts.append(f"{regime}: {', '.join(outcomes(v, neither='neither better nor worse'))}")
+    own = "the profile's own regime"
+    parts = [f"{regime or own}: {', '.join(outcomes(v, neither='neither better nor worse'))}"
+             for regime, v in regimes(verdicts, question)]
     return "; ".join(parts) or "not run yet"
+
+
+def regimes(verdicts: pd.DataFrame, question: str):
+    """(regime, its rows) for each regime ``question`` was asked in, in the table's order: the questions named
+    ``question``, then a regime in brackets ('budget=4.1'); '' for the profile's own."""
+    for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
+        yield q[len(question):].strip(" ()"), v
 
 
 def control_table(verdicts: pd.DataFrame) -> pd.DataFrame:
     """How far each regime pulls X-X and X-Y training apart: per regime the positive control ran in, the seeds
     it pairs, X-X less X-Y on every headline figure (mean over seeds, verdict or not; '-' where a regime lacks
     the figure), and the *widest* of the mAP / MRR@10 differences, what a regime offers the methods to differ by."""
-    question = QUESTIONS["control"]
     rows = []
-    for q, v in verdicts[verdicts.question.str.startswith(question)].groupby("question", sort=False):
+    for regime, v in regimes(verdicts, QUESTIONS["control"]):
         scores = v[~v.figure.str.contains("rank distance")]
-        rows.append({"regime": q[len(question):].strip(" ()") or "own", "seeds": int(v.seeds.min()),
+        rows.append({"regime": regime or "own", "seeds": int(v.seeds.min()),
                      **{short_label(r.figure): number(r.figure, r.diff, signed=True) for r in v.itertuples()},
                      "widest": number("", scores["diff"].abs().max())})
     return pd.DataFrame(rows).fillna("-")
