@@ -161,7 +161,8 @@ def by_collection(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with its figure columns ('XQuAD-R mono') under one header per collection, the others
     ('regime') under a blank one: narrow columns that do not wrap."""
     out = table.copy()
-    out.columns = pd.MultiIndex.from_tuples([tuple(c.split(" ", 1)) if " " in c else ("", c) for c in table.columns])
+    if len(table.columns):  # a table of no columns (a profile without the question) has no headers to split
+        out.columns = pd.MultiIndex.from_tuples([tuple(c.split(" ", 1)) if " " in c else ("", c) for c in table.columns])
     return out
 
 

@@ -122,6 +122,8 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
         {"regime": "budget=4.1", "seeds": 2, "XQuAD-R mono": "+.001", "XQuAD-R cross": "-", "widest": ".001"}]
     assert analysis.by_collection(span).columns.tolist() == [  # one header per collection, the rest blank
         ("", "regime"), ("", "seeds"), ("XQuAD-R", "mono"), ("XQuAD-R", "cross"), ("", "widest")]
+    none = analysis.control_table(v[~v.question.str.startswith("positive control")].assign(seeds=5))
+    assert none.empty and analysis.by_collection(none).empty  # the smoke grid asks no control: an empty table
 
 
 def test_more_seeds_sorts_the_inconclusive_comparisons_by_what_more_seeds_would_make_of_them():
