@@ -8,10 +8,11 @@ import sys
 
 
 def main(argv=None) -> int:
+    from hybridlib.config import builtin_profiles
     parser = argparse.ArgumentParser(prog="hybridlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute a profile's notebooks with papermill (resumable)")
-    r.add_argument("--profile", default="cpu", help="smoke | cpu | study | paper, or a YAML file (default: cpu)")
+    r.add_argument("--profile", default="cpu", help=f"{' | '.join(builtin_profiles())}, or a YAML file (default: cpu)")
     r.add_argument("--runs-dir", default=None, help="results directory (default: runs/ of the checkout; for an installed package, of the current directory)")
     r.add_argument("--data-dir", default="", help="benchmark data directory (default: see README, Data)")
     r.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override profile fields (YAML values)")
