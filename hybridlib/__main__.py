@@ -8,7 +8,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    from hybridlib.config import builtin_profiles
+    from hybridlib.paths import builtin_profiles
     parser = argparse.ArgumentParser(prog="hybridlib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute a profile's notebooks with papermill (resumable)")

@@ -17,9 +17,9 @@ import yaml
 
 from .combiners import COMBINERS
 from .errors import ConfigError
+from .paths import PROFILE_DIR, builtin_profiles
 from .strategy import RUN_PARAMS, Strategy
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
 COLLECTIONS = ("xquad-r", "mlqa-r", "tydi")
 EMBEDDED_LAYERS = {"embedded:multilingual-e5-small": 12}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a profile name is a directory name under the runs dir
@@ -236,10 +236,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise ConfigError(f"field {key} is given twice (lines {seen[key]} and {key_node.start_mark.line + 1})")
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
-
-
-def builtin_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
 def load_profile(name_or_path) -> Profile:

@@ -19,8 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # A source checkout (development, an editable install), or an installed package whose notebooks are package data
 CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "notebooks").is_dir()
 NOTEBOOKS = REPO_ROOT / "notebooks" if CHECKOUT else Path(__file__).resolve().parent / "notebooks"
+PROFILE_DIR = Path(__file__).parent / "profiles"
 UMASK = os.umask(0o022)
 os.umask(UMASK)
+
+
+def builtin_profiles() -> list[str]:
+    """The names of the profiles shipped in ``hybridlib/profiles/`` (``cpu``, ``study``, ...)."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
 class Locked(HybridError, RuntimeError):
