@@ -26,7 +26,7 @@ pytestmark = [needs_data, pytest.mark.slow]  # real training and notebooks
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The smoke grid, run from a profile file of one's own (a copy of the built-in smoke profile)."""
-    from hybridlib.config import PROFILE_DIR
+    from hybridlib.paths import PROFILE_DIR
     root = tmp_path_factory.mktemp("runs")
     mine = tmp_path_factory.mktemp("profiles") / "smoke.yaml"
     mine.write_text((PROFILE_DIR / "smoke.yaml").read_text())
@@ -302,7 +302,7 @@ def test_a_summary_rerun_that_reproduces_its_inputs_is_skipped_and_a_lost_task_r
 
 
 def test_a_failed_notebook_is_reported_with_its_own_error_and_its_dependents_wait(runs, tmp_path):
-    from hybridlib.config import PROFILE_DIR
+    from hybridlib.paths import PROFILE_DIR
     mine = tmp_path / "broken.yaml"
     text = (PROFILE_DIR / "smoke.yaml").read_text().replace("strategies: [zero-shot, bm25, xx, \"hybrid(0.5)\", pcgrad]",
                                                             "strategies: [bm25]")
@@ -604,7 +604,7 @@ def test_interim_analysis_reads_the_finished_runs_only(runs, tmp_path):
 
 def subset_profile(tmp_path, strategies: str):
     """The smoke profile with fewer strategies, as a file named smoke.yaml (same profile name, same run keys)."""
-    from hybridlib.config import PROFILE_DIR
+    from hybridlib.paths import PROFILE_DIR
     mine = tmp_path / "profiles" / "smoke.yaml"
     mine.parent.mkdir(parents=True, exist_ok=True)
     mine.write_text((PROFILE_DIR / "smoke.yaml").read_text().replace(
