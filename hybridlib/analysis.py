@@ -83,12 +83,13 @@ MACHINE_RECORDS = {"02 train": RunDir.TRAIN_SUMMARY, "03 evaluate": RunDir.EVAL_
 
 
 def notebook_durations(profile_dir: str | Path) -> pd.DataFrame:
-    """Wall time of every executed notebook under a profile directory (papermill's record): notebook, run,
-    seconds, and the machine that ran it as the run records it (the dict of ``hybridlib.store.machine()``, in
+    """Wall time of every executed notebook under a profile directory (papermill's record; not the hidden
+    ``.*.running.ipynb`` of a task still running beside it, nor a ``.failed.ipynb``): notebook, run, seconds, and
+    the machine that ran it as the run records it (the dict of ``hybridlib.store.machine()``, in
     ``train_summary.json`` for a training, ``eval_meta.json`` for an evaluation; None where it records none)."""
     rows = []
     for nb in sorted(Path(profile_dir).rglob("*.ipynb")):
-        if nb.name.endswith(".failed.ipynb"):
+        if nb.name.startswith(".") or nb.name.endswith(".failed.ipynb"):
             continue
         try:
             meta = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})

@@ -63,6 +63,7 @@ def test_notebook_durations_read_papermill_metadata_and_the_machine_each_run_rec
     xeon = {"cpu": "Xeon", "cpu_capability": "AVX512", "cores": 2}
     (tmp_path / "xx-s0" / "train_summary.json").write_text(json.dumps({"machine": xeon}))
     (tmp_path / "xx-s0" / "eval_meta.json").write_text(json.dumps({"machine": None}))  # recorded before machines were
+    (tmp_path / "xy-s0" / ".03_evaluate.running.ipynb").write_text("")  # a task of another job, still running
     t = analysis.notebook_durations(tmp_path)
     assert t.to_dict("records") == [{"notebook": "05 compare", "run": tmp_path.name, "seconds": 360.0, "machine": None},
                                     {"notebook": "02 train", "run": "xx-s0", "seconds": 5400.0, "machine": xeon},
