@@ -426,15 +426,20 @@ ANSWERED = ("pairs", "steps", "matched", "samplers")  # the questions the answer
 
 def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, list[str]]:
     """The answer in a paragraph, and one bullet per question the profile's runs ask (a question no pair of
-    its runs asks is named once, at the end, not listed as 'not run'). The conflict clause only where the
-    trainer probed the same-kind floor."""
+    its runs asks is named once, at the end, not listed as 'not run'). Its lead follows the verdicts at equal
+    pairs: the two differ (any better or worse), end equivalent (every comparison), or no comparison finds a
+    difference. The conflict clause only where the trainer probed the same-kind floor."""
     asked = [q for q in ANSWERED if len(verdicts) and (verdicts.question == QUESTIONS[q]).any()]
     floor, above = conflict.sentence(logs), conflict.above_floor(logs)
     steps = profile.steps(Strategy.parse("hybrid(0.5)"))
     text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
             f"{profile.batch_size})")
     if "pairs" in asked:
-        text += f", hybrid batches and gradient mixing end close at equal pairs: {span(verdicts, QUESTIONS['pairs'])}."
+        n = verdict_counts(verdicts[verdicts.question == QUESTIONS["pairs"]]).iloc[0]
+        lead = ("hybrid batches and gradient mixing differ at equal pairs" if n["better"] or n["worse"] else
+                "hybrid batches and gradient mixing end equivalent at equal pairs" if n["equivalent"] == n["comparisons"]
+                else "no comparison of hybrid batches with gradient mixing at equal pairs finds a difference")
+        text += f", {lead}: {span(verdicts, QUESTIONS['pairs'])}."
     else:
         text += ": no pair of its runs compares hybrid batches with gradient mixing."
     if above is False:

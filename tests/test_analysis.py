@@ -302,11 +302,19 @@ def test_the_answer_lists_only_the_questions_the_runs_ask():
     profile = Profile("t", batch_size=32, budget_pairs=3072, strategies=("hybrid(0.5)", "sum"))
     text, bullets = analysis.answer(profile, verdicts, pd.DataFrame())
     assert text.startswith("Fine-tuning multilingual-e5-small on 3,072 MLQA pairs (96 steps of 32), hybrid batches "
-                           "and gradient mixing end close at equal pairs: hybrid(0.5) vs sum: at most .004 in mAP")
+                           "and gradient mixing end equivalent at equal pairs: hybrid(0.5) vs sum: at most .004 in mAP")
     assert "conflict" not in text  # no floor probed: nothing said about it
     assert bullets[0].startswith("**vs mixing, equal pairs**: hybrid(0.5) vs sum") and len(bullets) == 2
     assert bullets[1] == ("Not asked by this profile's runs: vs mixing, equal steps; vs matched sum(alpha); vs X-X and "
                           "X-Y (the `study` profile asks them).")
+    # the lead follows the verdicts: one open comparison, then one difference
+    open_ = pd.concat([verdicts, verdicts.assign(figure="XQuAD-R cross mAP", bound=0.013, verdict="inconclusive",
+                                                 equivalent_strict=False)])
+    assert ("), no comparison of hybrid batches with gradient mixing at equal pairs finds a difference: hybrid(0.5) vs "
+            "sum: at most .013 in mAP") in analysis.answer(profile, open_, pd.DataFrame())[0]
+    differ = open_.assign(verdict=["equivalent", "worse"], bound=[0.004, 0.021])
+    assert "), hybrid batches and gradient mixing differ at equal pairs: hybrid(0.5) vs sum: at most .021 in mAP" in \
+        analysis.answer(profile, differ, pd.DataFrame())[0]
     text, bullets = analysis.answer(profile, verdicts.iloc[:0], pd.DataFrame())
     assert text.endswith(": no pair of its runs compares hybrid batches with gradient mixing.") and len(bullets) == 1
 
