@@ -31,8 +31,8 @@ def probes(logs: pd.DataFrame) -> pd.DataFrame:
     """The probe rows, with ``share`` (the step over the run's last step), ``third`` of training, ``floor`` (the
     mean of the two same-kind cosines) and ``gap`` (floor less the mono/cross cosine); empty where no floor
     was probed."""
-    if "cosine_mono_mono" not in logs:
-        return logs.iloc[:0].assign(share=[], third=[], floor=[], gap=[])
+    if "cosine_mono_mono" not in logs:  # a log from before the floor was probed: no probe columns at all
+        return logs.iloc[:0].assign(**{c: [] for c in PAIRS}, share=[], third=[], floor=[], gap=[])
     share = logs.step / logs.groupby("run").step.transform("max")
     p = logs.assign(share=share, third=[THIRDS[min(int(3 * (s - 1e-9)), 2)] for s in share])
     p = p.dropna(subset=list(PAIRS))

@@ -42,6 +42,13 @@ def test_the_gap_is_the_mean_floor_less_the_mono_cross_cosine_by_third_of_traini
     assert sorted(wide.pair.unique()) == ["cross vs cross", "mono vs cross", "mono vs mono"] and len(wide) == 24
 
 
+def test_a_log_without_probes_gives_empty_tables_not_an_error():
+    logs = probe_logs()[["strategy", "run", "step", "pairs_seen", "cosine"]]  # as logged before the floor was probed
+    assert conflict.probes(logs).empty and conflict.by_third(logs).empty and conflict.by_regime(logs).empty
+    assert conflict.sentence(logs) == "not measured" and conflict.above_floor(logs) is None
+    assert conflict.long(logs).pair.unique().tolist() == ["mono vs cross"] and len(conflict.long(logs)) == 10
+
+
 def test_the_gap_decides_above_the_floor_only_beyond_its_margin():
     logs = probe_logs()
     gaps = conflict.after_warmup(conflict.probes(logs)).gap  # steps 4, 7, 10 of both runs
