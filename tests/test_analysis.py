@@ -323,3 +323,25 @@ def test_claims_summary_counts_the_tested_claims_and_says_when_none_was():
     claims = pd.DataFrame({"verdict": ["supported", "inconclusive", "inconclusive", "not run", "not testable offline"]})
     assert analysis.claims_summary(claims) == "of 3 tested, 2 inconclusive, 1 supported"
     assert analysis.claims_summary(claims.iloc[3:]) == "none tested: no pair of this profile's runs asks one"
+
+
+def test_labels_are_placed_where_they_cover_no_other_label_and_no_point():
+    points = np.array([[100.0, 100.0], [130.0, 100.0], [100.0, 120.0], [400.0, 300.0]])
+    sizes = np.array([[60.0, 12.0], [60.0, 12.0], [40.0, 12.0], [50.0, 12.0]])
+    marks = np.vstack([points, [[408.0, 300.0]]])  # an unlabelled marker right of point 3
+    off, rings = analysis.place_labels(points, sizes, marks)
+    assert off[0].tolist() == [-68.0, -6.0]  # right of point 0 lies on point 1: left instead
+    assert off[3].tolist() == [-58.0, -6.0]  # right of point 3 lies on the unlabelled marker: left
+    assert rings.tolist() == [1, 1, 1, 1]
+    lo, hi = points + off, points + off + sizes
+    for i in range(4):
+        for j in range(5):
+            if j < 4 and i != j:  # no two labels overlap
+                assert np.any(hi[i] <= lo[j]) or np.any(lo[i] >= hi[j])
+            if i != j:  # and no label covers another marker (6 either side)
+                assert np.any(hi[i] <= marks[j] - 6) or np.any(lo[i] >= marks[j] + 6)
+    off, _ = analysis.place_labels(points[:1], sizes[:1], bounds=((50.0, 0.0), (160.0, 500.0)))
+    assert off[0].tolist() == [-30.0, 8.0]  # right (to 168) and left (from 32) leave the bounds: above
+    off, rings = analysis.place_labels(np.zeros((30, 2)), np.full((30, 2), 10.0))  # 24 spots around one point
+    assert rings[:8].tolist() == [1] * 8 and rings[8:16].tolist() == [2] * 8 and rings[16:24].tolist() == [3] * 8
+    assert off[24:].tolist() == [[8.0, -5.0]] * 6 and rings[24:].tolist() == [1] * 6  # none free: the first spot
