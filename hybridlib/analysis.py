@@ -480,10 +480,11 @@ def place_labels(points: np.ndarray, sizes: np.ndarray, marks: np.ndarray | None
     """Where to put each point's label so that no label covers another or any marker: ``points`` (n x 2) and
     the labels' ``sizes`` (n x 2, width and height) in display units (pixels), ``marks`` every marker's
     position (default: ``points``; a marker covers a square ``marker`` either side), ``bounds`` the
-    (lower-left, upper-right) corners a label must stay inside (the axes; default: anywhere). Greedy, in the given
-    order: the first free spot of right, left, above, below and the four corners, ``gap`` from the point, then
-    four and seven times as far; the first spot when none is free. Returns each label's lower-left corner as
-    an offset from its point, and the ring it is in (1 nearest: ring 2 or 3 wants a line to its point)."""
+    (lower-left, upper-right) corners a label must stay inside (the axes; default: anywhere). Greedy, in the
+    given order: the first free spot of right, left, above, below and the four corners, ``gap`` from the point,
+    then four and seven times as far; when none is free, the first inside the bounds. Returns each label's
+    lower-left corner as an offset from its point, and the ring it is in (1 nearest: ring 2 or 3 wants a line
+    to its point)."""
     marks = points if marks is None else marks
     offsets, rings, placed = np.zeros((len(points), 2)), np.ones(len(points), dtype=int), []
     for i, (p, size) in enumerate(zip(points, sizes)):
@@ -492,8 +493,9 @@ def place_labels(points: np.ndarray, sizes: np.ndarray, marks: np.ndarray | None
                  for s in [(g, -h / 2), (-g - w, -h / 2), (-w / 2, g), (-w / 2, -g - h),
                            (g, g), (g, -g - h), (-g - w, g), (-g - w, -g - h)]]
         taken = [(m - marker, m + marker) for m in marks if np.any(m != p)] + placed  # not its own marker
-        inside = [(k, s) for k, s in spots if bounds is None or (np.all(p + s >= bounds[0]) and np.all(p + s + size <= bounds[1]))]
+        inside = [(k, s) for k, s in spots
+                  if bounds is None or (np.all(p + s >= bounds[0]) and np.all(p + s + size <= bounds[1]))]
         free = [(k, s) for k, s in inside if all(np.any(p + s + size <= lo) or np.any(p + s >= hi) for lo, hi in taken)]
-        rings[i], offsets[i] = (free or spots)[0]
+        rings[i], offsets[i] = (free or inside or spots)[0]
         placed.append((p + offsets[i], p + offsets[i] + size))
     return offsets, rings
