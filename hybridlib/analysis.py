@@ -499,3 +499,20 @@ def place_labels(points: np.ndarray, sizes: np.ndarray, marks: np.ndarray | None
         rings[i], offsets[i] = (free or inside or spots)[0]
         placed.append((p + offsets[i], p + offsets[i] + size))
     return offsets, rings
+
+
+def annotate(ax, xy: np.ndarray, labels: list[str], marks: np.ndarray, fontsize: float = 10) -> None:
+    """Label the points ``xy`` (n x 2, data coordinates) of ``ax`` where :func:`place_labels` finds room among
+    ``marks`` (every marker drawn) inside the axes; a label set farther out gets a line to its point. Call it
+    once the axes' limits are final."""
+    fig = ax.figure
+    fig.canvas.draw()  # the limits are final: points and label sizes in pixels
+    texts = [ax.text(0, 0, label, fontsize=fontsize) for label in labels]
+    sizes = np.array([[b.width, b.height] for b in (t.get_window_extent() for t in texts)])
+    for t in texts:
+        t.remove()
+    pixels = ax.transData.transform
+    offsets, rings = place_labels(pixels(xy), sizes, marks=pixels(marks), bounds=ax.get_window_extent().get_points())
+    for label, p, offset, ring in zip(labels, xy, offsets * 72 / fig.dpi, rings):  # pixels to points
+        ax.annotate(label, p, xytext=offset, textcoords="offset points", fontsize=fontsize, ha="left", va="bottom",
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6, "shrinkB": 4} if ring > 1 else None)

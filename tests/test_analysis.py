@@ -345,3 +345,20 @@ def test_labels_are_placed_where_they_cover_no_other_label_and_no_point():
     off, rings = analysis.place_labels(np.zeros((30, 2)), np.full((30, 2), 10.0))  # 24 spots around one point
     assert rings[:8].tolist() == [1] * 8 and rings[8:16].tolist() == [2] * 8 and rings[16:24].tolist() == [3] * 8
     assert off[24:].tolist() == [[8.0, -5.0]] * 6 and rings[24:].tolist() == [1] * 6  # none free: the first spot
+
+
+def test_annotate_labels_every_point_without_overlaps_inside_the_axes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 3))
+    xy = np.array([[0.0, 0.0], [0.01, 0.0], [0.0, 0.01], [1.0, 1.0]])
+    ax.scatter(xy[:, 0], xy[:, 1])
+    analysis.annotate(ax, xy, ["sum = pcgrad", "mgda", "xx", "zero-shot"], marks=xy)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent().expanded(0.99, 0.99) for t in ax.texts]  # labels may touch, not overlap
+    assert [t.get_text() for t in ax.texts] == ["sum = pcgrad", "mgda", "xx", "zero-shot"]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    axes = ax.get_window_extent()
+    assert all(axes.x0 <= b.x0 and b.x1 <= axes.x1 + 1 and axes.y0 <= b.y0 and b.y1 <= axes.y1 + 1 for b in boxes)
+    plt.close(fig)
