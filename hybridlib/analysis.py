@@ -486,7 +486,8 @@ def place_labels(points: np.ndarray, sizes: np.ndarray, marks: np.ndarray | None
     lower-left corner as an offset from its point, and the ring it is in (1 nearest: ring 2 or 3 wants a line
     to its point)."""
     marks = points if marks is None else marks
-    offsets, rings, placed = np.zeros((len(points), 2)), np.ones(len(points), dtype=int), []
+    offsets, rings = np.zeros((len(points), 2)), np.ones(len(points), dtype=int)
+    placed: list[tuple[np.ndarray, np.ndarray]] = []
     for i, (p, size) in enumerate(zip(points, sizes)):
         w, h = size
         spots = [(k, np.array(s)) for k in (1, 2, 3) for g in [gap * (3 * k - 2)]
