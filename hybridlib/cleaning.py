@@ -2,6 +2,7 @@
 the book shows; the Colab badge and setup cell pointing at the notebook as committed."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,7 @@ NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook impor
 
 COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/)notebooks/[\w.-]+\.ipynb")
 REMOVED = ("parameters", "injected-parameters")  # tags of the cells the book leaves out
+STYLER_ID = re.compile(r"(?<=\bT_)[0-9a-f]{5}(?=[_\"\s{,])")  # a pandas Styler's random table id
 
 
 def _setup_cell(name: str) -> list[str] | None:
@@ -41,13 +43,31 @@ def _relocated(params: dict, root: Path | None) -> dict[str, str]:
     return moved
 
 
+def _stable_table_ids(nb: dict, key: str) -> bool:
+    """Replace each pandas Styler's random table id in ``nb``'s HTML outputs: the n-th becomes a digest of
+    ``key`` (the notebook's path) and n, so that a re-run showing the same tables writes the same bytes and a
+    table pasted beside another notebook's keeps an id of its own. Returns whether anything changed."""
+    ids: dict[str, str] = {}
+
+    def stable(m: re.Match) -> str:
+        return ids.setdefault(m.group(0), hashlib.sha1(f"{key}#{len(ids)}".encode()).hexdigest()[:5])
+
+    changed = False
+    for out in [o for c in nb.get("cells", []) for o in c.get("outputs", []) if "text/html" in o.get("data", {})]:
+        html = out["data"]["text/html"]
+        text = "".join(html) if isinstance(html, list) else html
+        if (new := STYLER_ID.sub(stable, text)) != text:
+            out["data"]["text/html"], changed = new.splitlines(keepends=True), True
+    return changed
+
+
 def clean_notebook(path: Path) -> bool:
     """Prepare an executed notebook for readers. Dropped: stderr lines that are warnings or debug logging,
     and the machine's own paths (the repository's parent, the home directory, papermill's absolute input
     and output paths; path parameters are given as seen from the checkout the run lives in). Left out of
     the book (tag ``remove-cell``): the parameters cells and the Colab setup cell. The Colab badge opens
     this very notebook, as the book's launch button does, and its setup cell is the source notebook's.
-    Returns whether anything changed; written atomically."""
+    Styler tables get ids of their own that a re-run repeats (:func:`_stable_table_ids`). Returns whether anything changed; written atomically."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
     final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
@@ -98,6 +118,7 @@ def clean_notebook(path: Path) -> bool:
                 out["text"] = clean
             kept.append(out)
         cell["outputs"] = kept
+    changed |= _stable_table_ids(nb, here or str(final.resolve()))
     meta = nb.get("metadata", {}).get("papermill", {})
     # papermill records absolute paths: the source notebook's is kept relative to the code's checkout, the
     # executed one's to the checkout it lives in
