@@ -312,7 +312,7 @@ def span(verdicts: pd.DataFrame, question: str) -> str:
     ±.01 / ±30 (9 within ±.005 / ±15), 18 inconclusive, none better or worse'."""
     v = verdicts[verdicts.question == question]
     if v.empty:
-        return "not run yet"
+        return "not run"
     def listed(names) -> str:
         names = list(dict.fromkeys(map(plain, names)))
         return ", ".join(names[:-1]) + " and " * (len(names) > 1) + names[-1]
@@ -389,7 +389,7 @@ def by_regime(verdicts: pd.DataFrame, question: str) -> str:
     own = "the profile's own regime"
     parts = [f"{regime or own}: {', '.join(outcomes(v, neither='neither better nor worse'))}"
              for regime, v in regimes(verdicts, question)]
-    return "; ".join(parts) or "not run yet"
+    return "; ".join(parts) or "not run"
 
 
 def regimes(verdicts: pd.DataFrame, question: str):

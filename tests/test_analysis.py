@@ -113,7 +113,7 @@ def test_span_and_by_regime_sum_up_a_question_in_one_sentence():
     assert analysis.span(v, "vs mixing, equal pairs") == (
         "hybrid(0.5) vs sum, pcgrad and mgda: at most .012 in mAP or MRR@10 and 25 in rank distance apart (90% "
         "intervals); of 4 comparisons, 1 equivalent within ±.01 / ±30 (1 within ±.005 / ±15), 2 inconclusive, 1 worse")
-    assert analysis.span(v, "vs mixing, equal steps") == "not run yet"
+    assert analysis.span(v, "vs mixing, equal steps") == "not run"
     assert analysis.by_regime(v, "positive control: X-X vs X-Y") == (
         "the profile's own regime: xx vs xy better on XQuAD-R mono +.025, worse on XQuAD-R cross -.005; "
         "budget=4.1: xx vs xy neither better nor worse")
