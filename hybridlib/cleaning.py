@@ -16,6 +16,7 @@ NOISE = re.compile(r"Warning|DEBUG:|^\s*warnings\.warn|from \.autonotebook impor
 COLAB_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^/]+/[^/]+/blob/[^/]+/)notebooks/[\w.-]+\.ipynb")
 REMOVED = ("parameters", "injected-parameters")  # tags of the cells the book leaves out
 STYLER_ID = re.compile(r"(?<=\bT_)[0-9a-f]{5}(?=[_\"\s{,])")  # a pandas Styler's random table id
+ADDRESS = re.compile(r" at 0x[0-9a-f]+>")  # an object's address in its default repr
 
 
 def _setup_cell(name: str) -> list[str] | None:
@@ -43,21 +44,28 @@ def _relocated(params: dict, root: Path | None) -> dict[str, str]:
     return moved
 
 
-def _stable_table_ids(nb: dict, key: str) -> bool:
-    """Replace each pandas Styler's random table id in ``nb``'s HTML outputs: the n-th becomes a digest of
-    ``key`` (the notebook's path) and n, so that a re-run showing the same tables writes the same bytes and a
-    table pasted beside another notebook's keeps an id of its own. Returns whether anything changed."""
+def _stable_outputs(nb: dict, key: str) -> bool:
+    """Make what differs between two runs that show the same thing repeat: each pandas Styler's random table
+    id in the HTML outputs (the n-th becomes a digest of ``key``, the notebook's path, and n, so that a table
+    pasted beside another notebook's keeps an id of its own), the object addresses in plain-text reprs
+    ('<... Styler at 0x7f57...>') and papermill's random id for the injected-parameters cell. Returns whether
+    anything changed."""
     ids: dict[str, str] = {}
 
     def stable(m: re.Match) -> str:
         return ids.setdefault(m.group(0), hashlib.sha1(f"{key}#{len(ids)}".encode()).hexdigest()[:5])
 
     changed = False
-    for out in [o for c in nb.get("cells", []) for o in c.get("outputs", []) if "text/html" in o.get("data", {})]:
-        html = out["data"]["text/html"]
-        text = "".join(html) if isinstance(html, list) else html
-        if (new := STYLER_ID.sub(stable, text)) != text:
-            out["data"]["text/html"], changed = new.splitlines(keepends=True), True
+    for cell in nb.get("cells", []):
+        injected = "injected-parameters" in cell.get("metadata", {}).get("tags", [])
+        if injected and cell.get("id", "injected-parameters") != "injected-parameters":
+            cell["id"], changed = "injected-parameters", True
+        for data in [o["data"] for o in cell.get("outputs", []) if "data" in o]:
+            for mime, pattern, repl in (("text/html", STYLER_ID, stable), ("text/plain", ADDRESS, ">")):
+                if mime in data:
+                    text = "".join(data[mime]) if isinstance(data[mime], list) else data[mime]
+                    if (new := pattern.sub(repl, text)) != text:
+                        data[mime], changed = new.splitlines(keepends=True), True
     return changed
 
 
@@ -67,7 +75,8 @@ def clean_notebook(path: Path) -> bool:
     and output paths; path parameters are given as seen from the checkout the run lives in). Left out of
     the book (tag ``remove-cell``): the parameters cells and the Colab setup cell. The Colab badge opens
     this very notebook, as the book's launch button does, and its setup cell is the source notebook's.
-    Styler tables get ids of their own that a re-run repeats (:func:`_stable_table_ids`). Returns whether anything changed; written atomically."""
+    What a re-run that shows the same would write differently is made stable (:func:`_stable_outputs`).
+    Returns whether anything changed; written atomically."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     roots = sorted({str(REPO_ROOT.parent), str(Path.home())}, key=len, reverse=True)
     final = path.with_name(re.sub(r"^\.(.+)\.running\.ipynb$", r"\1.ipynb", path.name))
@@ -118,7 +127,7 @@ def clean_notebook(path: Path) -> bool:
                 out["text"] = clean
             kept.append(out)
         cell["outputs"] = kept
-    changed |= _stable_table_ids(nb, here or str(final.resolve()))
+    changed |= _stable_outputs(nb, here or str(final.resolve()))
     meta = nb.get("metadata", {}).get("papermill", {})
     # papermill records absolute paths: the source notebook's is kept relative to the code's checkout, the
     # executed one's to the checkout it lives in

@@ -416,17 +416,19 @@ def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
     assert doc["metadata"]["papermill"]["output_path"] == "runs/x/03_evaluate.ipynb"
 
 
-def test_clean_notebook_gives_styler_tables_stable_ids_of_their_own(tmp_path):
+def test_clean_notebook_makes_a_rerun_write_the_same_bytes_and_styler_ids_of_its_own(tmp_path):
     import pandas as pd
+    from IPython.lib.pretty import pretty  # what a notebook's text/plain output holds
 
     from hybridlib.cleaning import clean_notebook
 
-    def executed(path):  # two tables styled per cell, as 05_compare shows them; each render draws new random ids
-        tables = [pd.DataFrame({"mAP": [0.5, 0.25]}).style.map(lambda v: "color: red").to_html() for _ in range(2)]
+    def executed(path):  # two styled tables, as 05_compare shows them: each run draws new ids and addresses
+        tables = [pd.DataFrame({"mAP": [0.5, 0.25]}).style.map(lambda v: "color: red") for _ in range(2)]
         path.write_text(json.dumps({"metadata": {}, "cells": [
             {"cell_type": "code", "source": [], "outputs": [{"output_type": "display_data", "metadata": {},
-                                                              "data": {"text/html": t, "text/plain": "x"}}]}
-            for t in tables]}))
+                                                              "data": {"text/html": t.to_html(), "text/plain": pretty(t)}}]}
+            for t in tables] + [{"cell_type": "code", "id": os.urandom(4).hex(), "source": ["SEED = 1\n"], "outputs": [],
+                                 "metadata": {"tags": ["injected-parameters"]}}]}))
         assert clean_notebook(path) and not clean_notebook(path)  # a second pass finds nothing
         return path.read_bytes()
 
@@ -435,11 +437,12 @@ def test_clean_notebook_gives_styler_tables_stable_ids_of_their_own(tmp_path):
         d.parent.mkdir()
     first = executed(a)
     assert executed(a) == first  # a re-run writes the same bytes
-    html = ["".join(c["outputs"][0]["data"]["text/html"]) for c in json.loads(first)["cells"]]
+    html = ["".join(c["outputs"][0]["data"]["text/html"]) for c in json.loads(first)["cells"] if c["outputs"]]
     ids = [re.findall(r'<table id="T_(\w+)"', h) for h in html]
     assert len({i[0] for i in ids}) == 2
     for h, (i,) in zip(html, ids):  # each table's style rules still name its own id
         assert set(re.findall(r"#T_([0-9a-f]{5})", h)) == {i}
+    assert json.loads(first)["cells"][0]["outputs"][0]["data"]["text/plain"] == ["<pandas.io.formats.style.Styler>"]
     other = "".join(json.loads(executed(b))["cells"][0]["outputs"][0]["data"]["text/html"])
     assert ids[0][0] not in other  # another notebook's tables get other ids
 
