@@ -424,22 +424,30 @@ def claims_summary(claims: pd.DataFrame) -> str:
 ANSWERED = ("pairs", "steps", "matched", "samplers")  # the questions the answer's bullets take, in order
 
 
+def lead(verdicts: pd.DataFrame) -> str:
+    """The answer's verdict in a clause, from the comparisons at equal pairs: hybrid batches and gradient
+    mixing differ (any better or worse), end equivalent (every comparison), or no comparison finds a
+    difference."""
+    v = verdicts[verdicts.question == QUESTIONS["pairs"]] if len(verdicts) else verdicts
+    if v.empty:
+        return "no pair of runs compares hybrid batches with gradient mixing"
+    n = verdict_counts(v).iloc[0]
+    return ("hybrid batches and gradient mixing differ at equal pairs" if n["better"] or n["worse"] else
+            "hybrid batches and gradient mixing end equivalent at equal pairs" if n["equivalent"] == n["comparisons"]
+            else "no comparison of hybrid batches with gradient mixing at equal pairs finds a difference")
+
+
 def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, list[str]]:
     """The answer in a paragraph, and one bullet per question the profile's runs ask (a question no pair of
-    its runs asks is named once, at the end, not listed as 'not run'). Its lead follows the verdicts at equal
-    pairs: the two differ (any better or worse), end equivalent (every comparison), or no comparison finds a
-    difference. The conflict clause only where the trainer probed the same-kind floor."""
+    its runs asks is named once, at the end, not listed as 'not run'), led by :func:`lead`. The conflict
+    clause only where the trainer probed the same-kind floor."""
     asked = [q for q in ANSWERED if len(verdicts) and (verdicts.question == QUESTIONS[q]).any()]
     floor, above = conflict.sentence(logs), conflict.above_floor(logs)
     steps = profile.steps(Strategy.parse("hybrid(0.5)"))
     text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
             f"{profile.batch_size})")
     if "pairs" in asked:
-        n = verdict_counts(verdicts[verdicts.question == QUESTIONS["pairs"]]).iloc[0]
-        lead = ("hybrid batches and gradient mixing differ at equal pairs" if n["better"] or n["worse"] else
-                "hybrid batches and gradient mixing end equivalent at equal pairs" if n["equivalent"] == n["comparisons"]
-                else "no comparison of hybrid batches with gradient mixing at equal pairs finds a difference")
-        text += f", {lead}: {span(verdicts, QUESTIONS['pairs'])}."
+        text += f", {lead(verdicts)}: {span(verdicts, QUESTIONS['pairs'])}."
     else:
         text += ": no pair of its runs compares hybrid batches with gradient mixing."
     if above is False:
