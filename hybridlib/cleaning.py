@@ -1,5 +1,6 @@
 """Executed notebooks made ready for readers: warnings, machine paths and the parameters cells out of what
-the book shows; the Colab badge and setup cell pointing at the notebook as committed."""
+the book shows; the Colab badge and setup cell pointing at the notebook as committed; what a re-run would
+write differently though it shows the same (random table ids, object addresses) made to repeat."""
 from __future__ import annotations
 
 import hashlib
