@@ -430,7 +430,7 @@ def lead(verdicts: pd.DataFrame) -> str:
     difference."""
     v = verdicts[verdicts.question == QUESTIONS["pairs"]] if len(verdicts) else verdicts
     if v.empty:
-        return "no pair of runs compares hybrid batches with gradient mixing"
+        return "no pair of its runs compares hybrid batches with gradient mixing"
     n = verdict_counts(v).iloc[0]
     return ("hybrid batches and gradient mixing differ at equal pairs" if n["better"] or n["worse"] else
             "hybrid batches and gradient mixing end equivalent at equal pairs" if n["equivalent"] == n["comparisons"]
@@ -446,10 +446,7 @@ def answer(profile, verdicts: pd.DataFrame, logs: pd.DataFrame) -> tuple[str, li
     steps = profile.steps(Strategy.parse("hybrid(0.5)"))
     text = (f"Fine-tuning multilingual-e5-small on {profile.budget_pairs:,} MLQA pairs ({steps} steps of "
             f"{profile.batch_size})")
-    if "pairs" in asked:
-        text += f", {lead(verdicts)}: {span(verdicts, QUESTIONS['pairs'])}."
-    else:
-        text += ": no pair of its runs compares hybrid batches with gradient mixing."
+    text += f", {lead(verdicts)}" + (f": {span(verdicts, QUESTIONS['pairs'])}." if "pairs" in asked else ".")
     if above is False:
         text += (f" In this regime the two objectives conflict no more than two batches of one kind do: {floor}. "
                  "The mixing methods have little to act on here; a regime with more room may tell them apart.")

@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import shutil
 
 
 def test_clean_notebook_drops_noise_and_keeps_output(tmp_path):
@@ -52,24 +51,23 @@ def test_clean_notebook_makes_a_rerun_write_the_same_bytes_and_styler_ids_of_its
     assert ids[0][0] not in other  # another notebook's tables get other ids
 
 
-def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_itself():
+def test_clean_notebook_titles_the_run_hides_parameters_and_points_the_badge_at_itself(tmp_path):
     from hybridlib.cleaning import clean_notebook
-    from hybridlib.paths import NOTEBOOKS, REPO_ROOT
-    out = REPO_ROOT / "runs" / "test-clean" / "xx-s0"
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        path = out / ".02_train.running.ipynb"
-        source = json.loads((NOTEBOOKS / "02_train.ipynb").read_text())
-        source["metadata"]["papermill"] = {"parameters": {"STRATEGY": "xx"}}
-        path.write_text(json.dumps(source))
-        assert clean_notebook(path) and not clean_notebook(path)
-        cells = json.loads(path.read_text())["cells"]
-        assert cells[0]["source"][0] == "# 2. Training one strategy (xx)\n"
-        assert "blob/main/runs/test-clean/xx-s0/02_train.ipynb)" in "".join(cells[0]["source"])
-        hidden = [c["metadata"]["tags"] for c in cells if "remove-cell" in c["metadata"].get("tags", [])]
-        assert hidden == [["hide-input", "remove-cell"], ["parameters", "remove-cell"]]  # Colab setup, parameters
-    finally:
-        shutil.rmtree(out.parent)
+    from hybridlib.paths import NOTEBOOKS
+    (tmp_path / "pyproject.toml").write_text("")  # a checkout holding the runs
+    (tmp_path / "notebooks").mkdir()
+    out = tmp_path / "runs" / "test-clean" / "xx-s0"
+    out.mkdir(parents=True)
+    path = out / ".02_train.running.ipynb"
+    source = json.loads((NOTEBOOKS / "02_train.ipynb").read_text())
+    source["metadata"]["papermill"] = {"parameters": {"STRATEGY": "xx"}}
+    path.write_text(json.dumps(source))
+    assert clean_notebook(path) and not clean_notebook(path)
+    cells = json.loads(path.read_text())["cells"]
+    assert cells[0]["source"][0] == "# 2. Training one strategy (xx)\n"
+    assert "blob/main/runs/test-clean/xx-s0/02_train.ipynb)" in "".join(cells[0]["source"])
+    hidden = [c["metadata"]["tags"] for c in cells if "remove-cell" in c["metadata"].get("tags", [])]
+    assert hidden == [["hide-input", "remove-cell"], ["parameters", "remove-cell"]]  # Colab setup, parameters
 
 
 def test_clean_notebook_points_the_badge_and_paths_into_the_checkout_holding_the_runs(tmp_path):
